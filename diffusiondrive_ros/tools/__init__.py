@@ -1,0 +1,1 @@
+"""Offline tools (synthetic data, bag utilities) that need neither rclpy nor torch."""
