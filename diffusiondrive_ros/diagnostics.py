@@ -1,0 +1,116 @@
+"""Input rates/ages and planner health as diagnostic_msgs/DiagnosticArray (diagnostic_updater is not on PyPI)."""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, Dict, Iterable, List, Optional, Tuple
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from .conversions import ns_to_stamp
+from .pipeline import PipelineStats
+
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+_NS = 1e9
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    required: bool
+    missing_note: str = ""
+
+
+class InputMonitor:
+    """Arrival times (node clock) and header stamps of each input, for rates and ages."""
+
+    def __init__(self, specs: Iterable[InputSpec], window_s: float = 5.0):
+        self.specs = list(specs)
+        self.window_ns = int(window_s * _NS)
+        self._arrivals: Dict[str, Deque[int]] = {s.name: deque(maxlen=1000) for s in self.specs}
+        self._last_stamp: Dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def record(self, name: str, stamp_ns: int, now_ns: int) -> None:
+        with self._lock:
+            self._arrivals[name].append(now_ns)
+            self._last_stamp[name] = stamp_ns
+
+    def rate_and_age(self, name: str, now_ns: int) -> Tuple[float, Optional[float]]:
+        """(messages per second over the window, now - newest header stamp in s, None if never received)."""
+        with self._lock:
+            recent = [t for t in self._arrivals[name] if now_ns - t <= self.window_ns]
+            stamp = self._last_stamp.get(name)
+        rate = (len(recent) - 1) / ((recent[-1] - recent[0]) / _NS) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        return rate, None if stamp is None else (now_ns - stamp) / _NS
+
+
+def _status(name: str, level: int, message: str, values: Dict[str, object], hardware_id: str) -> DiagnosticStatus:
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
+def input_statuses(monitor: InputMonitor, now_ns: int, stale_timeout_s: float, prefix: str, hardware_id: str) -> List[DiagnosticStatus]:
+    statuses = []
+    for spec in monitor.specs:
+        rate, age = monitor.rate_and_age(spec.name, now_ns)
+        values = {"rate_hz": f"{rate:.2f}", "age_s": "never" if age is None else f"{age:.3f}"}
+        if age is None:
+            level = ERROR if spec.required else OK
+            message = "no message received" + (f" ({spec.missing_note})" if spec.missing_note else "")
+        elif age > stale_timeout_s:
+            level = ERROR if spec.required else WARN
+            message = f"stale: last message {age:.2f} s old (timeout {stale_timeout_s} s)"
+        else:
+            level, message = OK, "ok"
+        statuses.append(_status(f"{prefix}: input {spec.name}", level, message, values, hardware_id))
+    return statuses
+
+
+class PlanningHealth:
+    """Planner status for one diagnostics period, judged from the change of the counters since the last period."""
+
+    def __init__(self, latency_warn_s: float):
+        self.latency_warn_s = latency_warn_s
+        self._previous = (0, 0, 0)
+
+    def status(self, stats: PipelineStats, clouds_received: int, describe: str, prefix: str, hardware_id: str) -> DiagnosticStatus:
+        with stats.lock:
+            planned, dropped, skipped = stats.planned, stats.dropped_busy, sum(stats.skipped.values())
+            reasons = dict(stats.skipped)
+            last_skip, last_error, last_outcome = stats.last_skip, stats.last_error, stats.last_outcome
+        new_planned, new_dropped, new_skipped = planned - self._previous[0], dropped - self._previous[1], skipped - self._previous[2]
+        self._previous = (planned, dropped, skipped)
+        latency = stats.latency_percentiles()
+        values: Dict[str, object] = {
+            "planner": describe,
+            "frames_planned": planned,
+            "frames_skipped": skipped,
+            "frames_dropped_busy": dropped,
+            "clouds_received": clouds_received,
+            **{f"latency_{k}_s": f"{v:.4f}" for k, v in latency.items()},
+            **{f"skipped_{k}": v for k, v in sorted(reasons.items())},
+            "last_skip": last_skip or "none",
+        }
+        if last_error:
+            values["last_error"] = last_error
+        if last_outcome == "error":
+            level, message = ERROR, f"planner failed: {last_error}"
+        elif last_outcome == "skipped" and not new_planned:
+            level, message = ERROR, f"not planning: {last_skip}"
+        elif clouds_received == 0:
+            level, message = WARN, "waiting for the first point cloud"
+        elif new_skipped or new_dropped:
+            level, message = WARN, f"{new_skipped} skipped, {new_dropped} dropped while busy in the last period"
+        elif latency and latency["p90"] > self.latency_warn_s:
+            level, message = WARN, f"slow: p90 latency {latency['p90']:.3f} s > {self.latency_warn_s} s"
+        else:
+            level, message = OK, f"planning ({new_planned} frames in the last period)"
+        return _status(f"{prefix}: planning", level, message, values, hardware_id)
+
+
+def diagnostic_array(stamp_ns: int, statuses: List[DiagnosticStatus]) -> DiagnosticArray:
+    msg = DiagnosticArray(status=statuses)
+    msg.header.stamp = ns_to_stamp(max(stamp_ns, 0))
+    return msg

@@ -1,0 +1,249 @@
+"""Run the `diffusiondrive_planner` rclpy node: sensors in, best Path, all candidate modes and diagnostics out."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.time import Time
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, Imu, PointCloud2
+from std_msgs.msg import UInt8
+from visualization_msgs.msg import MarkerArray
+
+from .conversions import ConversionError, Extrinsic, stamp_to_ns
+from .diagnostics import InputMonitor, InputSpec, PlanningHealth, diagnostic_array, input_statuses
+from .features import CameraRigConfig
+from .frame_sync import CAMERA_NAMES, FrameSkipped, SyncConfig
+from .pipeline import FramePipeline, PipelineConfig
+from .planner import Planner
+from .worker import LatestFrameWorker
+
+NODE_NAME = "diffusiondrive_planner"
+THROTTLE_S = 5.0
+
+# name -> (default, description); the params file config/diffusiondrive.yaml documents the same list.
+PARAMETERS = {
+    "checkpoint": ("", "official NAVSIM .ckpt, plain state_dict or our format; '' = built-in seeded weights"),
+    "anchors": ("", "K-means anchors .npy (20, 8, 2); '' = from the checkpoint"),
+    "trusted_checkpoint": (False, "allow a checkpoint that needs full pickle loading (trusted sources only)"),
+    "device": ("auto", "auto | cuda | cpu (auto: CUDA with CPU fallback)"),
+    "precision": ("fp32", "fp32 | fp16 | bf16 (reduced precision on CUDA only)"),
+    "seed": (0, "seed of the built-in weights and of the per-frame diffusion noise"),
+    "base_frame": ("base_link", "ego frame of the outputs (REP-103: x forward, y left)"),
+    "camera_transport": ("raw", "raw (sensor_msgs/Image) | compressed (sensor_msgs/CompressedImage)"),
+    "sync_tolerance_s": (0.1, "max |camera/odometry/imu stamp - cloud stamp| in seconds"),
+    "sync_wait_s": (0.05, "how long a cloud waits for the other inputs of its instant before it is planned"),
+    "acceleration_source": ("auto", "imu | odometry | auto (IMU when it arrives, else odometry differencing)"),
+    "acceleration_window_s": (0.1, "odometry differencing baseline in seconds"),
+    "path_prefix_current_pose": (False, "start the Path with the current pose (0, 0, 0)"),
+    "use_tf": (True, "look up cloud frame -> base_frame with tf2 when available, else lidar_extrinsic"),
+    "lidar_extrinsic.x": (0.0, "LiDAR position in base_frame, m"),
+    "lidar_extrinsic.y": (0.0, "LiDAR position in base_frame, m"),
+    "lidar_extrinsic.z": (0.0, "LiDAR position in base_frame, m"),
+    "lidar_extrinsic.roll": (0.0, "LiDAR orientation in base_frame, rad"),
+    "lidar_extrinsic.pitch": (0.0, "LiDAR orientation in base_frame, rad"),
+    "lidar_extrinsic.yaw": (0.0, "LiDAR orientation in base_frame, rad"),
+    "camera_crop_top": (28, "rows cropped from the top of every camera image"),
+    "camera_crop_bottom": (28, "rows cropped from the bottom of every camera image"),
+    "camera_side_crop": (416, "columns cropped from both sides of the left and right images"),
+    "default_command": (3, "driving command until one arrives: 0 left, 1 straight, 2 right, 3 unknown"),
+    "diagnostics_period_s": (1.0, "period of /diagnostics"),
+    "stale_timeout_s": (0.5, "an input older than this is stale"),
+    "latency_warn_s": (0.25, "planning latency (p90) above this is reported as WARN"),
+}
+
+
+def pipeline_config(p: dict) -> PipelineConfig:
+    return PipelineConfig(
+        base_frame=p["base_frame"],
+        camera_transport=p["camera_transport"],
+        seed=p["seed"],
+        path_prefix_current_pose=p["path_prefix_current_pose"],
+        lidar_extrinsic=Extrinsic(*(p[f"lidar_extrinsic.{k}"] for k in ("x", "y", "z", "roll", "pitch", "yaw"))),
+        sync=SyncConfig(p["sync_tolerance_s"], p["acceleration_source"], p["acceleration_window_s"], p["default_command"],
+                        p["sync_wait_s"]),
+    )
+
+
+def planner_from_parameters(p: dict) -> Planner:
+    rig = CameraRigConfig(crop_top=p["camera_crop_top"], crop_bottom=p["camera_crop_bottom"], side_crop=p["camera_side_crop"])
+    return Planner.from_checkpoint(p["checkpoint"] or None, device=p["device"], precision=p["precision"],
+                                   anchors=p["anchors"] or None, seed=p["seed"], trusted=p["trusted_checkpoint"],
+                                   camera_config=rig)
+
+
+class TfLookup:
+    """cloud frame -> base frame through tf2 where tf2_ros is installed; None otherwise (use the parameters)."""
+
+    def __init__(self, node: Node, base_frame: str):
+        import tf2_ros  # only on a full ROS install
+
+        self._base_frame = base_frame
+        self._node = node
+        self._buffer = tf2_ros.Buffer()
+        self._listener = tf2_ros.TransformListener(self._buffer, node)
+
+    def __call__(self, frame: str, stamp_ns: int) -> Optional[np.ndarray]:
+        from transforms3d.quaternions import quat2mat
+
+        try:
+            tf = self._buffer.lookup_transform(self._base_frame, frame, Time(nanoseconds=stamp_ns))
+        except Exception as error:  # tf2 raises several lookup/extrapolation types
+            self._node.get_logger().warn(f"TF {frame} -> {self._base_frame} unavailable ({error}); using lidar_extrinsic",
+                                         throttle_duration_sec=THROTTLE_S)
+            return None
+        matrix = np.eye(4)
+        r, t = tf.transform.rotation, tf.transform.translation
+        matrix[:3, :3] = quat2mat([r.w, r.x, r.y, r.z])
+        matrix[:3, 3] = [t.x, t.y, t.z]
+        return matrix
+
+
+class DiffusionDriveNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        config = pipeline_config(p)
+        self.stale_timeout_s = p["stale_timeout_s"]
+        planner = planner_from_parameters(p)
+        self.pipeline = FramePipeline(planner, config, self._tf_lookup(p["use_tf"], config.base_frame))
+        self.get_logger().info(f"DiffusionDrive ready: {planner.describe()}")
+
+        specs = [InputSpec(n, True) for n in CAMERA_NAMES] + [
+            InputSpec("pointcloud", True), InputSpec("odometry", True),
+            InputSpec("imu", p["acceleration_source"] == "imu", "acceleration from odometry"),
+            InputSpec("command", False, f"using {p['default_command']}"),
+        ]
+        self.monitor = InputMonitor(specs)
+        self.health = PlanningHealth(p["latency_warn_s"])
+        self.clouds_received = 0
+
+        self.path_pub = self.create_publisher(Path, "~/output/path", 10)
+        self.markers_pub = self.create_publisher(MarkerArray, "~/output/candidates", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        image_type = Image if config.camera_transport == "raw" else CompressedImage
+        for index, name in enumerate(CAMERA_NAMES):
+            self.create_subscription(image_type, f"~/input/{name}", lambda m, i=index, n=name: self._on_camera(i, n, m),
+                                     qos_profile_sensor_data)
+        self.create_subscription(PointCloud2, "~/input/pointcloud", self._on_cloud, qos_profile_sensor_data)
+        self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, qos_profile_sensor_data)
+        self.create_subscription(Imu, "~/input/imu", self._on_imu, qos_profile_sensor_data)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(UInt8, "~/input/command", self._on_command, latched)
+
+        self.worker = LatestFrameWorker(self._plan)
+        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
+
+    def _tf_lookup(self, use_tf: bool, base_frame: str):
+        if not use_tf:
+            return None
+        try:
+            return TfLookup(self, base_frame)
+        except ImportError:
+            self.get_logger().info("tf2_ros is not installed: the LiDAR pose comes from the lidar_extrinsic parameters")
+            return None
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _record(self, name: str, msg) -> None:
+        self.monitor.record(name, stamp_to_ns(msg.header.stamp), self._now_ns())
+
+    def _on_camera(self, index: int, name: str, msg) -> None:
+        self._record(name, msg)
+        self.pipeline.sync.add_camera(index, msg)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        self._record("odometry", msg)
+        self.pipeline.sync.add_odometry(msg)
+
+    def _on_imu(self, msg: Imu) -> None:
+        self._record("imu", msg)
+        self.pipeline.sync.add_imu(msg)
+
+    def _on_command(self, msg: UInt8) -> None:
+        self.monitor.record("command", self._now_ns(), self._now_ns())
+        try:
+            self.pipeline.sync.set_command(msg.data)
+        except ConversionError as error:
+            self.get_logger().warn(f"~/input/command: {error}; keeping the previous command", throttle_duration_sec=THROTTLE_S)
+
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        self._record("pointcloud", msg)
+        self.clouds_received += 1
+        if self.worker.submit(msg):
+            self.pipeline.stats.count_dropped()
+
+    def _wait_for_inputs(self, cloud: PointCloud2) -> None:
+        """Give the cloud's camera/odometry messages, possibly still in flight, up to sync_wait_s to arrive."""
+        stamp, deadline = stamp_to_ns(cloud.header.stamp), time.monotonic() + self.pipeline.config.sync.sync_wait_s
+        while not self.pipeline.sync.is_complete(stamp) and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def _plan(self, cloud: PointCloud2) -> None:
+        self._wait_for_inputs(cloud)
+        try:
+            planned = self.pipeline.plan(self.pipeline.assemble(cloud))
+        except FrameSkipped as skip:
+            self.get_logger().warn(f"frame skipped: {skip}", throttle_duration_sec=THROTTLE_S)
+            return
+        except Exception as error:  # a planner failure must not kill the node; it is reported as ERROR
+            self.pipeline.stats.count_error(f"{type(error).__name__}: {error}")
+            self.get_logger().error(f"planning failed: {error}", throttle_duration_sec=THROTTLE_S)
+            return
+        self.path_pub.publish(planned.path)
+        self.markers_pub.publish(planned.markers)
+
+    def _publish_diagnostics(self) -> None:
+        now = self._now_ns()
+        prefix = self.get_fully_qualified_name()
+        hardware = str(self.pipeline.planner.device)
+        statuses = input_statuses(self.monitor, now, self.stale_timeout_s, prefix, hardware)
+        statuses.append(self.health.status(self.pipeline.stats, self.clouds_received, self.pipeline.planner.describe(), prefix, hardware))
+        self.diag_pub.publish(diagnostic_array(now, statuses))
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def add_arguments(parser) -> None:
+    parser.usage = "diffusiondrive-ros node [-h] [--ros-args -p NAME:=VALUE --params-file FILE -r FROM:=TO ...]"
+    parser.set_defaults(passes_ros_args=True)
+
+
+def run(args) -> int:
+    return main([sys.argv[0], *args.ros_args])
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = DiffusionDriveNode()
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"diffusiondrive_planner: cannot start: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

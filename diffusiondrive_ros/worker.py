@@ -1,0 +1,46 @@
+"""A planning thread that keeps only the newest pending frame, so inference never blocks subscriptions."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Optional
+
+
+class LatestFrameWorker:
+    """Runs `handler(item)` on a background thread; a new item replaces one still waiting (counted by the caller)."""
+
+    def __init__(self, handler: Callable[[Any], None], name: str = "diffusiondrive_worker"):
+        self._handler = handler
+        self._pending: Optional[Any] = None
+        self._condition = threading.Condition()
+        self._running = True
+        self.busy = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> bool:
+        """Queue `item`; returns True when it replaced an older frame that was never planned."""
+        with self._condition:
+            replaced = self._pending is not None
+            self._pending = item
+            self._condition.notify()
+        return replaced
+
+    def _loop(self) -> None:
+        while True:
+            with self._condition:
+                while self._running and self._pending is None:
+                    self._condition.wait()
+                if not self._running:
+                    return
+                item, self._pending = self._pending, None
+                self.busy = True
+            try:
+                self._handler(item)
+            finally:
+                self.busy = False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._condition:
+            self._running = False
+            self._condition.notify()
+        self._thread.join(timeout)

@@ -1,0 +1,134 @@
+"""The node in a real rclpy graph across processes: publisher process -> node process -> this test's listener."""
+import re
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from nav_msgs.msg import Path
+from rclpy.qos import qos_profile_system_default
+from visualization_msgs.msg import Marker, MarkerArray
+
+import sensor_publisher as pub
+from ros_graph import Listener, start_node, start_publisher, stop
+
+OUT_PATH, OUT_CANDIDATES = "/test/out/path", "/test/out/candidates"
+SEED = 5
+
+
+def node_params(**overrides):
+    params = {"device": "cpu", "seed": SEED, "camera_transport": "compressed", "sync_tolerance_s": 0.05,
+              "lidar_extrinsic": {"z": pub.LIDAR_HEIGHT}, "diagnostics_period_s": 0.5, "stale_timeout_s": 1.5, "latency_warn_s": 30.0}
+    return params | overrides
+
+
+REMAPS = {f"~/input/{name}": topic for name, topic in pub.TOPICS.items()} | {
+    "~/output/path": OUT_PATH, "~/output/candidates": OUT_CANDIDATES}
+
+
+def listener():
+    return Listener({
+        "path": (Path, OUT_PATH, qos_profile_system_default),
+        "markers": (MarkerArray, OUT_CANDIDATES, qos_profile_system_default),
+        "diagnostics": (DiagnosticArray, "/diagnostics", qos_profile_system_default),
+    })
+
+
+def statuses(array: DiagnosticArray):
+    return {s.name.split(": ", 1)[1]: s for s in array.status}
+
+
+def expected_plan(i: int, t0_ns: int):
+    """The planner's output for frame i, computed here from the same messages by the same pipeline code."""
+    from diffusiondrive_ros.conversions import Extrinsic
+    from diffusiondrive_ros.frame_sync import FrameInputs
+    from diffusiondrive_ros.pipeline import FramePipeline, PipelineConfig
+    from diffusiondrive_ros.planner import Planner
+
+    planner = Planner.from_checkpoint(None, device="cpu", seed=SEED)
+    config = PipelineConfig(camera_transport="compressed", seed=SEED, lidar_extrinsic=Extrinsic(z=pub.LIDAR_HEIGHT))
+    cameras, cloud = pub.frame_messages(i, "compressed", t0_ns)
+    inputs = FrameInputs(pub.stamp_ns(i, t0_ns), cloud, tuple(cameras), (pub.SPEED, 0.0), (0.0, 0.0), 1, "odometry", None)
+    return FramePipeline(planner, config).plan(inputs)
+
+
+def frame_index(stamp, t0_ns: int) -> int:
+    ns = stamp.sec * 10**9 + stamp.nanosec - t0_ns
+    i = round(ns * pub.RATE_HZ / 1e9)
+    assert pub.stamp_ns(i, t0_ns) - t0_ns == ns, f"stamp {ns} ns after T0 is not a publisher frame stamp"
+    return i
+
+
+def test_node_plans_every_frame_like_the_planner_and_reports_a_stopped_camera(tmp_path):
+    ears = listener()
+    node = start_node(tmp_path, node_params(), REMAPS)
+    t0 = time.time_ns() // 10**9 * 10**9  # live stamps: wall-clock time, like a vehicle's drivers
+    sensors = start_publisher(tmp_path, "--duration", "60", "--stop-camera-after", "14", "--t0-ns", str(t0))
+    try:
+        ears.wait_for(lambda: len(ears.get("path")) >= 2 and len(ears.get("markers")) >= 2, 60, "two planned frames", node, sensors)
+        ears.wait_for(lambda: any(statuses(d)["planning"].level == DiagnosticStatus.OK for d in ears.get("diagnostics")),
+                      20, "planning OK in /diagnostics", node, sensors)
+        ok = next(d for d in ears.get("diagnostics") if statuses(d)["planning"].level == DiagnosticStatus.OK)
+        for name in ("camera_left", "camera_front", "camera_right", "pointcloud", "odometry"):
+            assert statuses(ok)[f"input {name}"].level == DiagnosticStatus.OK, statuses(ok)[f"input {name}"].message
+        assert "cpu fp32" in {kv.key: kv.value for kv in statuses(ok)["planning"].values}["planner"]
+
+        # Outputs match the planner's output for the same inputs.
+        paths, markers = ears.get("path"), ears.get("markers")
+        by_stamp = {frame_index(m.markers[-1].header.stamp, t0): m for m in markers}
+        for path in paths[:2]:
+            i = frame_index(path.header.stamp, t0)
+            assert path.header.frame_id == "base_link" and len(path.poses) == 8
+            planned = expected_plan(i, t0)
+            xy = np.array([[p.pose.position.x, p.pose.position.y] for p in path.poses])
+            np.testing.assert_allclose(xy, planned.result.best[:, :2], atol=1e-3)
+            got = by_stamp[i].markers
+            assert got[0].action == Marker.DELETEALL
+            assert len(got) == len(planned.markers.markers) == 1 + 3 * 20
+            strips = [m for m in got if m.type == Marker.LINE_STRIP]
+            assert len(strips) == 20 and all(m.header.frame_id == "base_link" for m in strips)
+            for ours, theirs in zip(strips, [m for m in planned.markers.markers if m.type == Marker.LINE_STRIP]):
+                assert ours.id == theirs.id and ours.scale.x == pytest.approx(theirs.scale.x)
+                np.testing.assert_allclose([[p.x, p.y] for p in ours.points], [[p.x, p.y] for p in theirs.points], atol=1e-3)
+            texts = [m.text for m in got if m.type == Marker.TEXT_VIEW_FACING]
+            assert texts == [m.text for m in planned.markers.markers if m.type == Marker.TEXT_VIEW_FACING]
+
+        # Stop the front camera: planning stops and the diagnostics say why.
+        ears.wait_for(lambda: "stopped" in (tmp_path / "publisher.log").read_text(), 40, "camera_front stopped", node, sensors)
+        stop_frame = int(re.search(r"camera_front stopped at frame (\d+)", (tmp_path / "publisher.log").read_text()).group(1))
+        since_stop = len(ears.get("diagnostics"))
+
+        def stopped_camera_reported():
+            return [d for d in ears.get("diagnostics")[since_stop:]
+                    if statuses(d)["input camera_front"].level == DiagnosticStatus.ERROR
+                    and "stale" in statuses(d)["input camera_front"].message
+                    and statuses(d)["planning"].level == DiagnosticStatus.ERROR]
+
+        ears.wait_for(lambda: stopped_camera_reported(), 20, "camera_front stale ERROR in /diagnostics", node, sensors)
+        assert "camera_front_out_of_sync" in statuses(stopped_camera_reported()[0])["planning"].message
+        late = [i for i in (frame_index(p.header.stamp, t0) for p in ears.get("path")) if i >= stop_frame]
+        assert late == [], f"planned frames {late} after the front camera stopped at frame {stop_frame}"
+    finally:
+        stop(sensors)
+        code = stop(node)
+        ears.close()
+    assert code == 0, (tmp_path / "node.log").read_text()[-3000:]
+
+
+def test_node_follows_sim_time(tmp_path):
+    ears = listener()
+    node = start_node(tmp_path, node_params(use_sim_time=True), REMAPS)
+    sensors = start_publisher(tmp_path, "--duration", "40", "--clock")
+    try:
+        ears.wait_for(lambda: len(ears.get("path")) >= 1 and len(ears.get("diagnostics")) >= 2, 60, "a plan and diagnostics",
+                      node, sensors)
+        diag = ears.get("diagnostics")[-1]
+        sim_now = diag.header.stamp.sec + diag.header.stamp.nanosec * 1e-9
+        assert pub.T0_NS / 1e9 <= sim_now < pub.T0_NS / 1e9 + 120, f"diagnostics stamped {sim_now}, not the /clock time"
+        ages = {kv.key: kv.value for kv in statuses(diag)["input pointcloud"].values}
+        assert float(ages["age_s"]) < 1.0, ages
+    finally:
+        stop(sensors)
+        code = stop(node)
+        ears.close()
+    assert code == 0, (tmp_path / "node.log").read_text()[-3000:]
