@@ -1,35 +1,40 @@
 """`diffusiondrive-ros` command line: one console script, one subcommand per tool."""
 import argparse
+import importlib
 import sys
 from typing import List, Optional
 
-import importlib
-
-# subcommand -> module with add_arguments(parser) and run(args); imported on use so `--help` stays fast.
+# subcommand -> (module with add_arguments(parser) and run(args), one-line help); only the chosen one is imported.
 SUBCOMMANDS = {
-    "demo": "diffusiondrive_ros.demo",
-    "node": "diffusiondrive_ros.node",
+    "demo": ("diffusiondrive_ros.demo", "make a synthetic drive, replay it through the planner, render pictures"),
+    "node": ("diffusiondrive_ros.node", "run the ROS 2 node (same as `ros2 run diffusiondrive_ros diffusiondrive_node`)"),
+    "make-drive": ("diffusiondrive_ros.tools.synthetic_drive", "write a deterministic synthetic drive as a rosbag2"),
+    "replay": ("diffusiondrive_ros.tools.replay", "plan every frame of a rosbag2 offline: bag in -> bag out"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def top_level_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffusiondrive-ros", description="DiffusionDrive planner for ROS 2.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
-    for name, module_name in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        top_level_parser().parse_args(argv)  # prints usage / the error and exits
+        return 2
+    module_name, help_text = SUBCOMMANDS[argv[0]]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"diffusiondrive-ros {argv[0]}", description=module.__doc__ or help_text)
+    module.add_arguments(parser)
+    args, extra = parser.parse_known_args(argv[1:])
     if extra and not getattr(args, "passes_ros_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.ros_args = extra
-    return args.run(args) or 0
+    return module.run(args) or 0
 
 
 if __name__ == "__main__":

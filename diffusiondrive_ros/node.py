@@ -18,66 +18,14 @@ from sensor_msgs.msg import CompressedImage, Image, Imu, PointCloud2
 from std_msgs.msg import UInt8
 from visualization_msgs.msg import MarkerArray
 
-from .conversions import ConversionError, Extrinsic, stamp_to_ns
+from .conversions import ConversionError, stamp_to_ns
 from .diagnostics import InputMonitor, InputSpec, PlanningHealth, diagnostic_array, input_statuses
-from .features import CameraRigConfig
-from .frame_sync import CAMERA_NAMES, FrameSkipped, SyncConfig
-from .pipeline import FramePipeline, PipelineConfig
-from .planner import Planner
+from .frame_sync import CAMERA_NAMES, FrameSkipped
+from .params import NODE_NAME, PARAMETERS, pipeline_config, planner_from_parameters
+from .pipeline import FramePipeline
 from .worker import LatestFrameWorker
 
-NODE_NAME = "diffusiondrive_planner"
 THROTTLE_S = 5.0
-
-# name -> (default, description); the params file config/diffusiondrive.yaml documents the same list.
-PARAMETERS = {
-    "checkpoint": ("", "official NAVSIM .ckpt, plain state_dict or our format; '' = built-in seeded weights"),
-    "anchors": ("", "K-means anchors .npy (20, 8, 2); '' = from the checkpoint"),
-    "trusted_checkpoint": (False, "allow a checkpoint that needs full pickle loading (trusted sources only)"),
-    "device": ("auto", "auto | cuda | cpu (auto: CUDA with CPU fallback)"),
-    "precision": ("fp32", "fp32 | fp16 | bf16 (reduced precision on CUDA only)"),
-    "seed": (0, "seed of the built-in weights and of the per-frame diffusion noise"),
-    "base_frame": ("base_link", "ego frame of the outputs (REP-103: x forward, y left)"),
-    "camera_transport": ("raw", "raw (sensor_msgs/Image) | compressed (sensor_msgs/CompressedImage)"),
-    "sync_tolerance_s": (0.1, "max |camera/odometry/imu stamp - cloud stamp| in seconds"),
-    "sync_wait_s": (0.05, "how long a cloud waits for the other inputs of its instant before it is planned"),
-    "acceleration_source": ("auto", "imu | odometry | auto (IMU when it arrives, else odometry differencing)"),
-    "acceleration_window_s": (0.1, "odometry differencing baseline in seconds"),
-    "path_prefix_current_pose": (False, "start the Path with the current pose (0, 0, 0)"),
-    "use_tf": (True, "look up cloud frame -> base_frame with tf2 when available, else lidar_extrinsic"),
-    "lidar_extrinsic.x": (0.0, "LiDAR position in base_frame, m"),
-    "lidar_extrinsic.y": (0.0, "LiDAR position in base_frame, m"),
-    "lidar_extrinsic.z": (0.0, "LiDAR position in base_frame, m"),
-    "lidar_extrinsic.roll": (0.0, "LiDAR orientation in base_frame, rad"),
-    "lidar_extrinsic.pitch": (0.0, "LiDAR orientation in base_frame, rad"),
-    "lidar_extrinsic.yaw": (0.0, "LiDAR orientation in base_frame, rad"),
-    "camera_crop_top": (28, "rows cropped from the top of every camera image"),
-    "camera_crop_bottom": (28, "rows cropped from the bottom of every camera image"),
-    "camera_side_crop": (416, "columns cropped from both sides of the left and right images"),
-    "default_command": (3, "driving command until one arrives: 0 left, 1 straight, 2 right, 3 unknown"),
-    "diagnostics_period_s": (1.0, "period of /diagnostics"),
-    "stale_timeout_s": (0.5, "an input older than this is stale"),
-    "latency_warn_s": (0.25, "planning latency (p90) above this is reported as WARN"),
-}
-
-
-def pipeline_config(p: dict) -> PipelineConfig:
-    return PipelineConfig(
-        base_frame=p["base_frame"],
-        camera_transport=p["camera_transport"],
-        seed=p["seed"],
-        path_prefix_current_pose=p["path_prefix_current_pose"],
-        lidar_extrinsic=Extrinsic(*(p[f"lidar_extrinsic.{k}"] for k in ("x", "y", "z", "roll", "pitch", "yaw"))),
-        sync=SyncConfig(p["sync_tolerance_s"], p["acceleration_source"], p["acceleration_window_s"], p["default_command"],
-                        p["sync_wait_s"]),
-    )
-
-
-def planner_from_parameters(p: dict) -> Planner:
-    rig = CameraRigConfig(crop_top=p["camera_crop_top"], crop_bottom=p["camera_crop_bottom"], side_crop=p["camera_side_crop"])
-    return Planner.from_checkpoint(p["checkpoint"] or None, device=p["device"], precision=p["precision"],
-                                   anchors=p["anchors"] or None, seed=p["seed"], trusted=p["trusted_checkpoint"],
-                                   camera_config=rig)
 
 
 class TfLookup:

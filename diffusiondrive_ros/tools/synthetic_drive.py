@@ -1335,16 +1335,17 @@ def _event_messages(factory: _MessageFactory, scene: SyntheticScene, kind: str, 
 # --------------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write a synthetic drive bag and print its summary."""
-    parser = argparse.ArgumentParser(description="Write a deterministic synthetic drive as a rosbag2.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", type=Path, help="bag directory to create (must not exist)")
     parser.add_argument("--seed", type=int, default=DriveConfig.seed)
     parser.add_argument("--duration", type=float, default=DriveConfig.duration_s, help="seconds")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=DriveConfig.storage)
     parser.add_argument("--turn", choices=("left", "right"), default=DriveConfig.turn)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag directory")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write a synthetic drive bag and print its summary."""
     config = DriveConfig(seed=args.seed, duration_s=args.duration, storage=args.storage, turn=args.turn)
     reported = [-1]
 
@@ -1358,6 +1359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(file=sys.stderr)
     print(summary.format())
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write a deterministic synthetic drive as a rosbag2.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
