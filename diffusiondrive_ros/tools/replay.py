@@ -144,10 +144,11 @@ class BagReplayer:
         result = planned.result
         self.records.append(FrameRecord(planned.inputs.stamp_ns, result.best_index, result.scores.tolist(), result.latency_s))
 
-    def _diagnostics(self, now_ns: int) -> None:
+    def _diagnostics(self, now_ns: int, force: bool = False) -> None:
+        """DiagnosticArray once per second of bag time (and at the end), as the node's timer would."""
         if self.next_diagnostics_ns is None:
             self.next_diagnostics_ns = now_ns + 10**9
-        if now_ns < self.next_diagnostics_ns:
+        if now_ns < self.next_diagnostics_ns and not force:
             return
         self.next_diagnostics_ns += 10**9
         prefix, hardware = "/diffusiondrive_replay", str(self.pipeline.planner.device)
@@ -157,6 +158,7 @@ class BagReplayer:
 
     def finish(self, end_ns: int) -> None:
         self._plan_ready(end_ns, flush=True)
+        self._diagnostics(end_ns, force=True)
 
 
 def replay_bag(
