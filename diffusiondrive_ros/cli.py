@@ -10,6 +10,8 @@ SUBCOMMANDS = {
     "node": ("diffusiondrive_ros.node", "run the ROS 2 node (same as `ros2 run diffusiondrive_ros diffusiondrive_node`)"),
     "make-drive": ("diffusiondrive_ros.tools.synthetic_drive", "write a deterministic synthetic drive as a rosbag2"),
     "replay": ("diffusiondrive_ros.tools.replay", "plan every frame of a rosbag2 offline: bag in -> bag out"),
+    "play": ("diffusiondrive_ros.tools.player", "publish a rosbag2 into the live ROS graph with /clock"),
+    "render": ("diffusiondrive_ros.tools.render", "PNG frames and an MP4 of the planner's modes from a bag"),
 }
 
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from diffusiondrive_ros import Planner
-from diffusiondrive_ros.demo import synthetic_frame
 from diffusiondrive_ros.features import build_features
 from diffusiondrive_ros.planner import frame_generator, resolve_device
 
@@ -16,7 +15,12 @@ def planner(parity_model):
 
 @pytest.fixture(scope="module")
 def frame():
-    cameras, points = synthetic_frame(0)
+    """Cameras and LiDAR of the synthetic drive at t = 2 s (LiDAR points moved into base_link)."""
+    from diffusiondrive_ros.tools.synthetic_drive import LIDAR_MOUNT, SyntheticScene
+
+    scene = SyntheticScene()
+    cameras = [scene.render_camera(name, 2.0) for name in ("left", "front", "right")]
+    points = scene.lidar_sweep(2.0)[:, :3] + np.asarray(LIDAR_MOUNT, np.float32)
     return dict(cameras=cameras, points=points, velocity=(7.0, 0.1), acceleration=(0.3, 0.0), command=1)
 
 

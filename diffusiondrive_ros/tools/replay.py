@@ -47,8 +47,10 @@ class ReplayTopics:
 @dataclass
 class FrameRecord:
     stamp_ns: int
+    command: int
     best_index: int
     scores: List[float]
+    best: List[List[float]]  # (P, 3) x, y, heading of the best mode
     latency_s: float
 
 
@@ -142,7 +144,8 @@ class BagReplayer:
         self.writer.write(self.topics.path, message.timestamp_ns, planned.path)
         self.writer.write(self.topics.candidates, message.timestamp_ns, planned.markers)
         result = planned.result
-        self.records.append(FrameRecord(planned.inputs.stamp_ns, result.best_index, result.scores.tolist(), result.latency_s))
+        self.records.append(FrameRecord(planned.inputs.stamp_ns, planned.inputs.command, result.best_index,
+                                        result.scores.tolist(), result.best.tolist(), result.latency_s))
 
     def _diagnostics(self, now_ns: int, force: bool = False) -> None:
         """DiagnosticArray once per second of bag time (and at the end), as the node's timer would."""
