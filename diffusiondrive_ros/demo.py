@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     print()
     print(summary.format())
-    print(f"  t[s]  command   best  score   x,y at 4 s [m]")
+    print("  t[s]  command   best  score   x,y at 4 s [m]")
     start = drive.start_ns
     for record in summary.planned[:: max(1, len(summary.planned) // 12)]:
         x, y, _ = record.best[-1]

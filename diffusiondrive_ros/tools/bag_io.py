@@ -1,10 +1,12 @@
 """rosbag2 reading/writing with rclpy message objects (rosbags does the file format; no ROS runtime needed)."""
 from __future__ import annotations
 
+import functools
 import importlib
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
@@ -12,15 +14,20 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from transforms3d.quaternions import quat2mat
 
+from ..conversions import ConversionError
+
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 TF_STATIC_TYPE = "tf2_msgs/msg/TFMessage"  # no rclpy class on PyPI: decoded with the rosbags typestore
 
 
-def message_class(msgtype: str):
-    """'sensor_msgs/msg/PointCloud2' -> the rclpy message class."""
-    package, _, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{package}.msg"), name)
+@functools.cache
+def message_class(msgtype: str) -> type:
+    """rclpy message class of a rosbag2 type name such as 'sensor_msgs/msg/PointCloud2'."""
+    parts = msgtype.split("/")
+    if len(parts) != 3:
+        raise ValueError(f"unexpected message type name {msgtype!r}")
+    return getattr(importlib.import_module(f"{parts[0]}.{parts[1]}"), parts[2])
 
 
 @dataclass
@@ -50,31 +57,53 @@ def read_bag(path: Path) -> Tuple[Dict[str, str], int, Iterator[BagMessage]]:
     return topics, reader.message_count, messages()
 
 
-@dataclass
-class StaticTransforms:
-    """Poses of frames relative to their parents from /tf_static, chained to any ancestor frame."""
+def _matrix(transform: object) -> np.ndarray:
+    """4x4 parent <- child of a geometry_msgs/Transform (any message library)."""
+    q, t = transform.rotation, transform.translation
+    quaternion = np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
+    norm = float(np.linalg.norm(quaternion))
+    if not math.isfinite(norm) or norm < 1e-9:
+        raise ConversionError(f"Transform: invalid quaternion {quaternion.tolist()} (w, x, y, z)")
+    matrix = np.eye(4)
+    matrix[:3, :3] = quat2mat(quaternion / norm)
+    matrix[:3, 3] = (t.x, t.y, t.z)
+    return matrix
 
-    parents: Dict[str, Tuple[str, np.ndarray]] = field(default_factory=dict)
+
+class StaticTransforms:
+    """The /tf_static tree: rigid transforms between any two connected frames."""
+
+    def __init__(self) -> None:
+        self._parents: dict[str, tuple[str, np.ndarray]] = {}
+
+    def add(self, tf_message: object) -> None:
+        """Add every TransformStamped of a tf2_msgs/TFMessage."""
+        for stamped in tf_message.transforms:
+            self._parents[stamped.child_frame_id] = (stamped.header.frame_id, _matrix(stamped.transform))
 
     def add_raw(self, raw: bytes) -> None:
-        for tf in TYPESTORE.deserialize_cdr(raw, TF_STATIC_TYPE).transforms:
-            r, t = tf.transform.rotation, tf.transform.translation
-            matrix = np.eye(4)
-            matrix[:3, :3] = quat2mat([r.w, r.x, r.y, r.z])
-            matrix[:3, 3] = [t.x, t.y, t.z]
-            self.parents[tf.child_frame_id] = (tf.header.frame_id, matrix)
+        """Add a /tf_static message from its CDR bytes (decoded with rosbags: no tf2_msgs rclpy class on PyPI)."""
+        self.add(TYPESTORE.deserialize_cdr(raw, TF_STATIC_TYPE))
 
-    def lookup(self, target: str, frame: str) -> Optional[np.ndarray]:
-        """4x4 pose of `frame` in `target` (maps points in `frame` to `target`), or None if not connected."""
-        matrix, current = np.eye(4), frame
-        for _ in range(64):
-            if current == target:
-                return matrix
-            if current not in self.parents:
-                return None
-            current, step = self.parents[current]
-            matrix = step @ matrix
+    def _ancestors(self, frame: str) -> dict[str, np.ndarray]:
+        """Every frame above `frame` (itself included) with ancestor <- frame."""
+        chain = {frame: np.eye(4)}
+        current, matrix = frame, np.eye(4)
+        while current in self._parents and self._parents[current][0] not in chain:
+            parent, parent_from_current = self._parents[current]
+            matrix = parent_from_current @ matrix
+            chain[parent] = matrix
+            current = parent
+        return chain
+
+    def lookup(self, target: str, source: str) -> np.ndarray | None:
+        """4x4 target <- source, or None when the frames are not connected."""
+        from_source = self._ancestors(source)
+        for frame, common_from_target in self._ancestors(target).items():
+            if frame in from_source:
+                return np.linalg.inv(common_from_target) @ from_source[frame]
         return None
+
 
 
 class BagWriter:

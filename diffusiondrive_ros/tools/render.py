@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
-import functools
 import heapq
-import importlib
 import math
 import os
 import sys
@@ -27,12 +25,11 @@ import cv2
 import numpy as np
 from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from transforms3d.quaternions import quat2mat
 from visualization_msgs.msg import Marker, MarkerArray
 
 from diffusiondrive_ros import conversions
+from diffusiondrive_ros.tools.bag_io import StaticTransforms, message_class
 
 BagPath = str | os.PathLike
 """A rosbag2 directory (with metadata.yaml)."""
@@ -547,67 +544,13 @@ def render_frame_png(frame: RenderFrame, path: BagPath) -> Path:
 # Reading a planner output bag
 # ---------------------------------------------------------------------------------------------
 
-_TF_TYPESTORE = get_typestore(Stores.ROS2_KILTED)  # tf2_msgs has no rclpy wheel on PyPI
 _IMAGE_TOLERANCE_NS = 50_000_000  # nearest image within this of the plan stamp
 _MAX_WAIT_NS = 2 * _NS_PER_S  # stop waiting for a plan's sensors once sensor stamps are this far past it
 
 
-@functools.cache
-def _message_class(msgtype: str) -> type:
-    """rclpy message class of a rosbag2 type name such as 'sensor_msgs/msg/PointCloud2'."""
-    parts = msgtype.split("/")
-    if len(parts) != 3:
-        raise ValueError(f"unexpected message type name {msgtype!r}")
-    return getattr(importlib.import_module(f"{parts[0]}.{parts[1]}"), parts[2])
-
-
 def _deserialize(raw: bytes, msgtype: str) -> object:
     """rclpy message of CDR bytes from a bag."""
-    return deserialize_message(raw, _message_class(msgtype))
-
-
-def _matrix(transform: object) -> np.ndarray:
-    """4x4 parent <- child of a geometry_msgs/Transform (any message library)."""
-    q, t = transform.rotation, transform.translation
-    quaternion = np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
-    norm = float(np.linalg.norm(quaternion))
-    if not math.isfinite(norm) or norm < 1e-9:
-        raise conversions.ConversionError(f"Transform: invalid quaternion {quaternion.tolist()} (w, x, y, z)")
-    matrix = np.eye(4)
-    matrix[:3, :3] = quat2mat(quaternion / norm)
-    matrix[:3, 3] = (t.x, t.y, t.z)
-    return matrix
-
-
-class StaticTransforms:
-    """The /tf_static tree: rigid transforms between any two connected frames."""
-
-    def __init__(self) -> None:
-        self._parents: dict[str, tuple[str, np.ndarray]] = {}
-
-    def add(self, tf_message: object) -> None:
-        """Add every TransformStamped of a tf2_msgs/TFMessage."""
-        for stamped in tf_message.transforms:
-            self._parents[stamped.child_frame_id] = (stamped.header.frame_id, _matrix(stamped.transform))
-
-    def _ancestors(self, frame: str) -> dict[str, np.ndarray]:
-        """Every frame above `frame` (itself included) with ancestor <- frame."""
-        chain = {frame: np.eye(4)}
-        current, matrix = frame, np.eye(4)
-        while current in self._parents and self._parents[current][0] not in chain:
-            parent, parent_from_current = self._parents[current]
-            matrix = parent_from_current @ matrix
-            chain[parent] = matrix
-            current = parent
-        return chain
-
-    def lookup(self, target: str, source: str) -> np.ndarray | None:
-        """4x4 target <- source, or None when the frames are not connected."""
-        from_source = self._ancestors(source)
-        for frame, common_from_target in self._ancestors(target).items():
-            if frame in from_source:
-                return np.linalg.inv(common_from_target) @ from_source[frame]
-        return None
+    return deserialize_message(raw, message_class(msgtype))
 
 
 @dataclass(frozen=True)
@@ -728,7 +671,7 @@ def _index(readers: Sequence[Reader], topics: RenderTopics) -> _BagIndex:
     small = (topics.candidates, topics.odometry, topics.tf_static, topics.front_camera_info)
     for topic, msgtype, _, raw in _messages(readers, small):
         if topic == topics.tf_static:
-            index.transforms.add(_TF_TYPESTORE.deserialize_cdr(raw, msgtype))
+            index.transforms.add_raw(raw)
             continue
         msg = _deserialize(raw, msgtype)
         if topic == topics.candidates:
