@@ -44,7 +44,7 @@ setup(
     extras_require={
         "ros": ROS_WHEELS,
         "tools": TOOLS,
-        "dev": ROS_WHEELS + TOOLS + ["pytest", "pytest-xdist", "pytest-timeout"],
+        "dev": ROS_WHEELS + TOOLS + ["pytest", "pytest-xdist", "pytest-timeout", "colcon-common-extensions==0.3.0"],
     },
     tests_require=["pytest"],
     zip_safe=True,
