@@ -30,12 +30,23 @@ class InputMonitor:
         self.window_ns = int(window_s * _NS)
         self._arrivals: Dict[str, Deque[int]] = {s.name: deque(maxlen=1000) for s in self.specs}
         self._last_stamp: Dict[str, int] = {}
+        self._rejected: Dict[str, str] = {}
         self._lock = threading.Lock()
 
     def record(self, name: str, stamp_ns: int, now_ns: int) -> None:
         with self._lock:
             self._arrivals[name].append(now_ns)
             self._last_stamp[name] = stamp_ns
+            self._rejected.pop(name, None)
+
+    def reject(self, name: str, note: str) -> None:
+        """The newest message of `name` was invalid: reported as WARN until a valid one arrives."""
+        with self._lock:
+            self._rejected[name] = note
+
+    def rejected(self, name: str) -> Optional[str]:
+        with self._lock:
+            return self._rejected.get(name)
 
     def rate_and_age(self, name: str, now_ns: int) -> Tuple[float, Optional[float]]:
         """(messages per second over the window, now - newest header stamp in s, None if never received)."""
@@ -56,7 +67,10 @@ def input_statuses(monitor: InputMonitor, now_ns: int, stale_timeout_s: float, p
     for spec in monitor.specs:
         rate, age = monitor.rate_and_age(spec.name, now_ns)
         values = {"rate_hz": f"{rate:.2f}", "age_s": "never" if age is None else f"{age:.3f}"}
-        if age is None:
+        rejected = monitor.rejected(spec.name)
+        if rejected:
+            level, message = WARN, rejected
+        elif age is None:
             level = ERROR if spec.required else OK
             message = "no message received" + (f" ({spec.missing_note})" if spec.missing_note else "")
         elif age > stale_timeout_s:

@@ -1,6 +1,7 @@
 """Run the `diffusiondrive_planner` rclpy node: sensors in, best Path, all candidate modes and diagnostics out."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import List, Optional
@@ -45,8 +46,8 @@ class TfLookup:
         try:
             tf = self._buffer.lookup_transform(self._base_frame, frame, Time(nanoseconds=stamp_ns))
         except Exception as error:  # tf2 raises several lookup/extrapolation types
-            self._node.get_logger().warn(f"TF {frame} -> {self._base_frame} unavailable ({error}); using lidar_extrinsic",
-                                         throttle_duration_sec=THROTTLE_S)
+            self._node.get_logger().warning(f"TF {frame} -> {self._base_frame} unavailable ({error}); using lidar_extrinsic",
+                                            throttle_duration_sec=THROTTLE_S)
             return None
         matrix = np.eye(4)
         r, t = tf.transform.rotation, tf.transform.translation
@@ -75,6 +76,7 @@ class DiffusionDriveNode(Node):
         self.monitor = InputMonitor(specs)
         self.health = PlanningHealth(p["latency_warn_s"])
         self.clouds_received = 0
+        self._last_warning: dict = {}
 
         self.path_pub = self.create_publisher(Path, "~/output/path", 10)
         self.markers_pub = self.create_publisher(MarkerArray, "~/output/candidates", 10)
@@ -90,7 +92,7 @@ class DiffusionDriveNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(UInt8, "~/input/command", self._on_command, latched)
 
-        self.worker = LatestFrameWorker(self._plan)
+        self.worker = LatestFrameWorker(self._plan, lambda error: self._warn("worker", f"planning thread error: {error!r}"))
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
 
     def _tf_lookup(self, use_tf: bool, base_frame: str):
@@ -120,12 +122,22 @@ class DiffusionDriveNode(Node):
         self._record("imu", msg)
         self.pipeline.sync.add_imu(msg)
 
+    def _warn(self, key: str, message: str) -> None:
+        """A warning throttled per key (e.g. per skip reason), so a new problem is logged at once."""
+        now = time.monotonic()
+        if now - self._last_warning.get(key, -THROTTLE_S) >= THROTTLE_S:
+            self._last_warning[key] = now
+            self.get_logger().warning(message)
+
     def _on_command(self, msg: UInt8) -> None:
-        self.monitor.record("command", self._now_ns(), self._now_ns())
         try:
             self.pipeline.sync.set_command(msg.data)
         except ConversionError as error:
-            self.get_logger().warn(f"~/input/command: {error}; keeping the previous command", throttle_duration_sec=THROTTLE_S)
+            current = self.pipeline.sync.command
+            self.monitor.reject("command", f"rejected {msg.data}, using {current if current is not None else 'the default'}")
+            self._warn("command", f"~/input/command: {error}; keeping the previous command")
+            return
+        self.monitor.record("command", self._now_ns(), self._now_ns())
 
     def _on_cloud(self, msg: PointCloud2) -> None:
         self._record("pointcloud", msg)
@@ -144,14 +156,18 @@ class DiffusionDriveNode(Node):
         try:
             planned = self.pipeline.plan(self.pipeline.assemble(cloud))
         except FrameSkipped as skip:
-            self.get_logger().warn(f"frame skipped: {skip}", throttle_duration_sec=THROTTLE_S)
+            self._warn(re.sub(r"[-+.0-9]+", "#", str(skip)), f"frame skipped: {skip}")  # per kind of problem
             return
         except Exception as error:  # a planner failure must not kill the node; it is reported as ERROR
             self.pipeline.stats.count_error(f"{type(error).__name__}: {error}")
-            self.get_logger().error(f"planning failed: {error}", throttle_duration_sec=THROTTLE_S)
+            self._warn("planner_error", f"planning failed: {type(error).__name__}: {error}")
             return
-        self.path_pub.publish(planned.path)
-        self.markers_pub.publish(planned.markers)
+        try:
+            self.path_pub.publish(planned.path)
+            self.markers_pub.publish(planned.markers)
+        except Exception as error:  # at shutdown the context goes away under the worker; otherwise report it
+            if self.context.ok():
+                self._warn("publish", f"publishing failed: {error}")
 
     def _publish_diagnostics(self) -> None:
         now = self._now_ns()

@@ -6,10 +6,15 @@ from typing import Any, Callable, Optional
 
 
 class LatestFrameWorker:
-    """Runs `handler(item)` on a background thread; a new item replaces one still waiting (counted by the caller)."""
+    """Runs `handler(item)` on a background thread; a new item replaces one still waiting (counted by the caller).
 
-    def __init__(self, handler: Callable[[Any], None], name: str = "diffusiondrive_worker"):
+    An exception from the handler is passed to `on_error` and the thread goes on with the next item.
+    """
+
+    def __init__(self, handler: Callable[[Any], None], on_error: Callable[[BaseException], None],
+                 name: str = "diffusiondrive_worker"):
         self._handler = handler
+        self._on_error = on_error
         self._pending: Optional[Any] = None
         self._condition = threading.Condition()
         self._running = True
@@ -36,6 +41,8 @@ class LatestFrameWorker:
                 self.busy = True
             try:
                 self._handler(item)
+            except Exception as error:  # the planning thread must outlive any single frame
+                self._on_error(error)
             finally:
                 self.busy = False
 

@@ -1,5 +1,6 @@
 """Helpers for tests that run a real ROS 2 graph across processes, isolated per pytest-xdist worker."""
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -13,9 +14,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def domain_id() -> int:
-    """A DDS domain per xdist worker so parallel tests never see each other's topics."""
+    """A DDS domain per xdist worker so parallel tests never see each other's topics; DDROS_TEST_DOMAIN_BASE moves
+    the whole range (e.g. for two test runs on one host)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return 40 + int(worker[2:])
+    return int(os.environ.get("DDROS_TEST_DOMAIN_BASE", "40")) + int(worker[2:])
 
 
 def ros_env() -> Dict[str, str]:
@@ -110,3 +112,10 @@ class Listener:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+def live_t0(tmp_path: Path, ears: "Listener", *processes: subprocess.Popen) -> int:
+    """Stamp of frame 0 of a publisher started with --live-stamps (it sends frame 0 once it has subscribers)."""
+    log = tmp_path / "publisher.log"
+    ears.wait_for(lambda: "t0_ns=" in log.read_text(), 60, "the publisher's first frame", *processes)
+    return int(re.search(r"t0_ns=(\d+)", log.read_text()).group(1))

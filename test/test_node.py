@@ -1,16 +1,15 @@
 """The node in a real rclpy graph across processes: publisher process -> node process -> this test's listener."""
 import re
-import time
 
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Path
-from rclpy.qos import qos_profile_system_default
+from rclpy.qos import QoSProfile
 from visualization_msgs.msg import Marker, MarkerArray
 
 import sensor_publisher as pub
-from ros_graph import Listener, start_node, start_publisher, stop
+from ros_graph import Listener, live_t0, start_node, start_publisher, stop
 
 OUT_PATH, OUT_CANDIDATES = "/test/out/path", "/test/out/candidates"
 SEED = 5
@@ -27,10 +26,11 @@ REMAPS = {f"~/input/{name}": topic for name, topic in pub.TOPICS.items()} | {
 
 
 def listener():
+    keep = QoSProfile(depth=100)  # reliable; deep enough that a busy test process loses nothing
     return Listener({
-        "path": (Path, OUT_PATH, qos_profile_system_default),
-        "markers": (MarkerArray, OUT_CANDIDATES, qos_profile_system_default),
-        "diagnostics": (DiagnosticArray, "/diagnostics", qos_profile_system_default),
+        "path": (Path, OUT_PATH, keep),
+        "markers": (MarkerArray, OUT_CANDIDATES, keep),
+        "diagnostics": (DiagnosticArray, "/diagnostics", keep),
     })
 
 
@@ -62,9 +62,9 @@ def frame_index(stamp, t0_ns: int) -> int:
 def test_node_plans_every_frame_like_the_planner_and_reports_a_stopped_camera(tmp_path):
     ears = listener()
     node = start_node(tmp_path, node_params(), REMAPS)
-    t0 = time.time_ns() // 10**9 * 10**9  # live stamps: wall-clock time, like a vehicle's drivers
-    sensors = start_publisher(tmp_path, "--duration", "60", "--stop-camera-after", "14", "--t0-ns", str(t0))
+    sensors = start_publisher(tmp_path, "--duration", "60", "--stop-camera-after", "14", "--wait-for-subscribers", "--live-stamps")
     try:
+        t0 = live_t0(tmp_path, ears, node, sensors)  # live stamps: wall-clock time, like a vehicle's drivers
         ears.wait_for(lambda: len(ears.get("path")) >= 2 and len(ears.get("markers")) >= 2, 60, "two planned frames", node, sensors)
         ears.wait_for(lambda: any(statuses(d)["planning"].level == DiagnosticStatus.OK for d in ears.get("diagnostics")),
                       20, "planning OK in /diagnostics", node, sensors)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -36,6 +37,7 @@ from .bag_io import BagMessage, message_class, read_bag
 CLOCK_TOPIC = "/clock"
 DEFAULT_DEPTH = 10
 LATCHED_TOPICS = ("/command", "/tf_static")  # transient-local when the bag records no offered QoS
+LARGE_TYPES = ("sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/Image")
 POLL_S = 0.05  # longest uninterrupted sleep, so stop() and Ctrl-C act quickly
 FLUSH_S = 2.0  # at the end, how long reliable subscribers get to acknowledge the last messages
 
@@ -81,7 +83,7 @@ class PlaySummary:
 
     messages: Counter = field(default_factory=Counter)
     clocks: int = 0
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # playing time, from the first message's schedule on (the subscriber wait not included)
     bag_span_s: float = 0.0
     max_lateness_s: float = 0.0
     late: int = 0
@@ -222,7 +224,9 @@ class SimClock:
         if self.period_s is None or now < self.next_tick:
             return
         self.publish(stamp_ns)
-        self.next_tick = max(self.next_tick + self.period_s, now)
+        self.next_tick += self.period_s
+        if self.next_tick <= now:  # fell behind (a long publish): resume the cadence from now, no burst
+            self.next_tick = now + self.period_s
 
     def wake_time(self, due: float) -> float:
         return due if self.period_s is None else min(due, self.next_tick)
@@ -251,9 +255,8 @@ class Player:
         """Play the bag (once, or until stopped with loop); Ctrl-C in the playing thread counts as stop()."""
         summary = PlaySummary(skipped_topics=dict(self.skipped))
         context = Context()
-        rclpy.init(context=context, domain_id=self.options.domain_id)
-        node, clock = None, None
-        started = time.monotonic()
+        rclpy.init(args=[], context=context, domain_id=self.options.domain_id)  # not sys.argv: FROM:=TO is ours
+        node, clock, started = None, None, None
         try:
             node = rclpy.create_node(self.options.node_name, context=context)
             publishers = {topic: node.create_publisher(p.msg_class, p.topic, p.qos) for topic, p in self.plans.items()}
@@ -268,7 +271,7 @@ class Player:
         except KeyboardInterrupt:
             self._stop.set()
         finally:
-            summary.wall_s = time.monotonic() - started
+            summary.wall_s = time.monotonic() - started if started is not None else 0.0
             summary.clocks = clock.count if clock else 0
             summary.interrupted = self._stop.is_set()
             self.ready.set()
@@ -297,10 +300,11 @@ class Player:
         while not self._stop.is_set():
             _, _, messages = read_bag(self.bag)
             wanted = (m for m in messages if m.topic in self.plans)
+            played = sum(summary.messages.values())
             last_ns = self._play_pass(from_offset(wanted, start_ns, latched), start_ns, publishers, clock, summary)
             summary.loops += 1
             summary.bag_span_s += max(0, last_ns - start_ns) / 1e9
-            if not self.options.loop:
+            if not self.options.loop or sum(summary.messages.values()) == played:  # nothing to loop over
                 return
 
     def _play_pass(self, messages: Iterator[BagMessage], start_ns: int, publishers: Mapping[str, Any],
@@ -334,6 +338,7 @@ class Player:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `diffusiondrive-ros play` options (named like ros2 bag play's where they mean the same)."""
     parser.add_argument("bag", type=Path, help="rosbag2 directory (sqlite3 or MCAP)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (0.5 = half speed)")
     parser.add_argument("--start-offset", type=float, default=0.0, metavar="SECONDS",
@@ -348,7 +353,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wait up to SECONDS until every played topic has a subscriber before starting")
 
 
+def large_data_note(plans: Mapping[str, TopicPlan]) -> Optional[str]:
+    """Advice when large messages may be lost by best-effort subscribers with the Fast DDS default transports."""
+    large = [p.bag_topic for p in plans.values() if p.msgtype in LARGE_TYPES]
+    if not large or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        return None
+    return (f"note: {', '.join(large)} may carry messages over ~0.5 MB, which best-effort subscribers lose with the "
+            "Fast DDS default transports; export FASTDDS_DEFAULT_PROFILES_FILE=<package>/config/fastdds_large_data.xml "
+            "(see that file) before playing")
+
+
 def run(args: argparse.Namespace) -> int:
+    """Play the bag and print the summary; 0 also after Ctrl-C or SIGTERM, 1 for a bad bag or option."""
     try:
         options = PlayOptions(rate=args.rate, start_offset_s=args.start_offset, topics=args.topics,
                               remaps=parse_remaps(args.remap), loop=args.loop, clock=not args.no_clock,
@@ -359,6 +375,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for topic, reason in player.skipped.items():
         print(f"skipping {topic}: {reason}", file=sys.stderr)
+    note = large_data_note(player.plans)
+    if note:
+        print(note, file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: player.stop())
     print(f"playing {args.bag} ({len(player.plans)} topics) at rate {options.rate}", flush=True)
     print(player.play().format(), flush=True)
@@ -366,6 +385,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m diffusiondrive_ros.tools.player`, the same as `diffusiondrive-ros play`."""
     parser = argparse.ArgumentParser(description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))
