@@ -21,8 +21,6 @@ TOOLS = [
     "mcap==1.6.0",
     "mcap-ros2-support==0.6.0",
     "transforms3d==0.4.2",
-    "matplotlib",
-    "imageio",
     "imageio-ffmpeg",
     "tqdm",
 ]
