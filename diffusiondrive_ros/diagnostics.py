@@ -83,19 +83,37 @@ def input_statuses(monitor: InputMonitor, now_ns: int, stale_timeout_s: float, p
 
 
 class PlanningHealth:
-    """Planner status for one diagnostics period, judged from the change of the counters since the last period."""
+    """Planner status for one diagnostics period, judged from the change of the counters since the last period
+    and from the planning rate over the last `rate_window_s`.
 
-    def __init__(self, latency_warn_s: float):
+    Frames dropped while the planner is busy are counted; they make the status WARN only when the achieved
+    planning rate falls below `min_planning_rate_hz` (a planner slower than the LiDAR is normal on a CPU).
+    """
+
+    def __init__(self, latency_warn_s: float, min_planning_rate_hz: float = 0.0, rate_window_s: float = 5.0):
         self.latency_warn_s = latency_warn_s
-        self._previous = (0, 0, 0)
+        self.min_planning_rate_hz = min_planning_rate_hz
+        self.rate_window_ns = int(rate_window_s * _NS)
+        self._previous = (0, 0)
+        self._history: Deque[Tuple[int, int]] = deque()
 
-    def status(self, stats: PipelineStats, clouds_received: int, describe: str, prefix: str, hardware_id: str) -> DiagnosticStatus:
+    def _planning_rate(self, now_ns: int, planned: int) -> Optional[float]:
+        """Frames planned per second over the window, None until the window has some length."""
+        self._history.append((now_ns, planned))
+        while now_ns - self._history[0][0] > self.rate_window_ns:
+            self._history.popleft()
+        first_ns, first_planned = self._history[0]
+        return (planned - first_planned) / ((now_ns - first_ns) / _NS) if now_ns - first_ns >= self.rate_window_ns // 2 else None
+
+    def status(self, stats: PipelineStats, clouds_received: int, describe: str, prefix: str, hardware_id: str,
+               now_ns: int) -> DiagnosticStatus:
         with stats.lock:
             planned, dropped, skipped = stats.planned, stats.dropped_busy, sum(stats.skipped.values())
             reasons = dict(stats.skipped)
             last_skip, last_error, last_outcome = stats.last_skip, stats.last_error, stats.last_outcome
-        new_planned, new_dropped, new_skipped = planned - self._previous[0], dropped - self._previous[1], skipped - self._previous[2]
-        self._previous = (planned, dropped, skipped)
+        new_planned, new_skipped = planned - self._previous[0], skipped - self._previous[1]
+        self._previous = (planned, skipped)
+        rate = self._planning_rate(now_ns, planned)
         latency = stats.latency_percentiles()
         values: Dict[str, object] = {
             "planner": describe,
@@ -103,6 +121,7 @@ class PlanningHealth:
             "frames_skipped": skipped,
             "frames_dropped_busy": dropped,
             "clouds_received": clouds_received,
+            "planning_rate_hz": "n/a" if rate is None else f"{rate:.2f}",
             **{f"latency_{k}_s": f"{v:.4f}" for k, v in latency.items()},
             **{f"skipped_{k}": v for k, v in sorted(reasons.items())},
             "last_skip": last_skip or "none",
@@ -115,8 +134,11 @@ class PlanningHealth:
             level, message = ERROR, f"not planning: {last_skip}"
         elif clouds_received == 0:
             level, message = WARN, "waiting for the first point cloud"
-        elif new_skipped or new_dropped:
-            level, message = WARN, f"{new_skipped} skipped, {new_dropped} dropped while busy in the last period"
+        elif new_skipped:
+            level, message = WARN, f"{new_skipped} frames skipped in the last period: {last_skip}"
+        elif rate is not None and rate < self.min_planning_rate_hz:
+            level, message = WARN, (f"slow: planning {rate:.2f} Hz < {self.min_planning_rate_hz} Hz "
+                                    f"({dropped} frames dropped while busy in all)")
         elif latency and latency["p90"] > self.latency_warn_s:
             level, message = WARN, f"slow: p90 latency {latency['p90']:.3f} s > {self.latency_warn_s} s"
         else:

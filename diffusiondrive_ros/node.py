@@ -74,7 +74,7 @@ class DiffusionDriveNode(Node):
             InputSpec("command", False, f"using {p['default_command']}"),
         ]
         self.monitor = InputMonitor(specs)
-        self.health = PlanningHealth(p["latency_warn_s"])
+        self.health = PlanningHealth(p["latency_warn_s"], p["min_planning_rate_hz"])
         self.clouds_received = 0
         self._last_warning: dict = {}
 
@@ -174,7 +174,8 @@ class DiffusionDriveNode(Node):
         prefix = self.get_fully_qualified_name()
         hardware = str(self.pipeline.planner.device)
         statuses = input_statuses(self.monitor, now, self.stale_timeout_s, prefix, hardware)
-        statuses.append(self.health.status(self.pipeline.stats, self.clouds_received, self.pipeline.planner.describe(), prefix, hardware))
+        statuses.append(self.health.status(self.pipeline.stats, self.clouds_received, self.pipeline.planner.describe(),
+                                           prefix, hardware, now))
         self.diag_pub.publish(diagnostic_array(now, statuses))
 
     def destroy_node(self) -> None:

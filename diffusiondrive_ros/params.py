@@ -44,6 +44,7 @@ PARAMETERS = {
     "diagnostics_period_s": (1.0, "period of /diagnostics"),
     "stale_timeout_s": (0.5, "an input older than this is stale"),
     "latency_warn_s": (0.25, "planning latency (p90) above this is reported as WARN"),
+    "min_planning_rate_hz": (2.0, "planned frames per second (over 5 s) below this are reported as WARN"),
 }
 
 

@@ -11,8 +11,8 @@ from typing import Dict, List, Set, Tuple
 import numpy as np
 
 T0_NS = 1_000 * 1_000_000_000
-RATE_HZ = 2.0  # slow enough for CPU inference on a 2-core CI machine without dropping frames
-ODOM_PER_FRAME = 10
+RATE_HZ = 10.0  # a vehicle LiDAR; the node drops frames that arrive while it is busy (CPU: ~1 plan/s)
+ODOM_PER_FRAME = 5
 SPEED = 6.0
 LIDAR_FRAME = "lidar_top"
 LIDAR_HEIGHT = 1.8
@@ -33,14 +33,14 @@ MALFORMED = {
 }
 
 
-def stamp_ns(i: int, t0_ns: int = T0_NS) -> int:
-    return t0_ns + int(round(i * 1e9 / RATE_HZ))
+def stamp_ns(i: int, t0_ns: int = T0_NS, rate_hz: float = RATE_HZ) -> int:
+    return t0_ns + int(round(i * 1e9 / rate_hz))
 
 
 def camera_rgb(i: int, index: int, height: int = CAMERA_HEIGHT, width: int = CAMERA_WIDTH) -> np.ndarray:
     """A smooth picture that changes from frame to frame and camera to camera (compresses well).
 
-    Built from one row and one column, so a publisher keeps up with full-HD cameras at RATE_HZ.
+    Built from one row and one column, so a publisher keeps up with full-HD cameras at the frame rate.
     """
     rows = np.linspace(0, 255, height, dtype=np.float32)
     cols = np.linspace(0, 255, width, dtype=np.float32)
@@ -62,11 +62,11 @@ def cloud_points(i: int) -> np.ndarray:
 
 
 def frame_messages(i: int, transport: str = "compressed", t0_ns: int = T0_NS, height: int = CAMERA_HEIGHT,
-                   width: int = CAMERA_WIDTH):
+                   width: int = CAMERA_WIDTH, rate_hz: float = RATE_HZ):
     """(camera messages, cloud message) of frame i."""
     from diffusiondrive_ros.conversions import rgb_to_compressed, rgb_to_image, xyz_to_pointcloud2
 
-    stamp = stamp_ns(i, t0_ns)
+    stamp = stamp_ns(i, t0_ns, rate_hz)
     encode = (lambda rgb, n: rgb_to_compressed(rgb, stamp, n)) if transport == "compressed" else (lambda rgb, n: rgb_to_image(rgb, stamp, n))
     cameras = [encode(camera_rgb(i, k, height, width), name) for k, name in enumerate(CAMERAS)]
     return cameras, xyz_to_pointcloud2(cloud_points(i), stamp, LIDAR_FRAME)
@@ -99,14 +99,14 @@ def malformed_arg(text: str) -> Tuple[str, range]:
     return kind, range(int(first), int(last or first) + 1)
 
 
-def odometry_message(j: int, t0_ns: int = T0_NS, nan_twist: bool = False):
-    """Odometry sample j at RATE_HZ * ODOM_PER_FRAME: straight line, constant speed (acceleration 0)."""
+def odometry_message(j: int, t0_ns: int = T0_NS, nan_twist: bool = False, rate_hz: float = RATE_HZ):
+    """Odometry sample j at rate_hz * ODOM_PER_FRAME: straight line, constant speed (acceleration 0)."""
     from nav_msgs.msg import Odometry
 
     from diffusiondrive_ros.conversions import ns_to_stamp
 
     msg = Odometry()
-    t_ns = t0_ns + int(round(j * 1e9 / (RATE_HZ * ODOM_PER_FRAME)))
+    t_ns = t0_ns + int(round(j * 1e9 / (rate_hz * ODOM_PER_FRAME)))
     msg.header.stamp, msg.header.frame_id, msg.child_frame_id = ns_to_stamp(t_ns), "map", "base_link"
     msg.pose.pose.position.x = SPEED * (t_ns - t0_ns) / 1e9
     msg.pose.pose.orientation.w = 1.0
@@ -117,6 +117,7 @@ def odometry_message(j: int, t0_ns: int = T0_NS, nan_twist: bool = False):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--rate", type=float, default=RATE_HZ, help="frames per second (odometry: ODOM_PER_FRAME x)")
     parser.add_argument("--stop-camera-after", type=float, default=None, help="stop camera_front after this many seconds")
     parser.add_argument("--clock", action="store_true", help="publish /clock (sim time) from the frame stamps")
     parser.add_argument("--transport", default="compressed", choices=["raw", "compressed"])
@@ -171,16 +172,16 @@ def main() -> None:
         while time.monotonic() - start < args.duration and rclpy.ok():
             elapsed = time.monotonic() - start
             kinds = schedule.get(i, set())
-            cameras, cloud = frame_messages(i, args.transport, t0_ns, args.height, args.width)
+            cameras, cloud = frame_messages(i, args.transport, t0_ns, args.height, args.width, args.rate)
             for kind in sorted(kinds):
                 print(f"frame {i}: malformed {kind}", flush=True)
                 cameras, cloud = break_frame(kind, i, cameras, cloud)
             if "bad_command" in kinds:
                 command_pub.publish(UInt8(data=BAD_COMMAND))
             if clock_pub:
-                clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns(i, t0_ns))))
+                clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns(i, t0_ns, args.rate))))
             for j in range(i * ODOM_PER_FRAME - ODOM_PER_FRAME + 1, i * ODOM_PER_FRAME + 1):
-                odom_pub.publish(odometry_message(j, t0_ns, nan_twist="nan_odometry" in kinds))
+                odom_pub.publish(odometry_message(j, t0_ns, "nan_odometry" in kinds, args.rate))
             if not camera_stopped and args.stop_camera_after is not None and elapsed > args.stop_camera_after:
                 camera_stopped = True
                 print(f"camera_front stopped at frame {i}", flush=True)
@@ -190,7 +191,7 @@ def main() -> None:
             time.sleep(0.005)
             cloud_pub.publish(cloud)
             i += 1
-            time.sleep(max(0.0, start + i / RATE_HZ - time.monotonic()))
+            time.sleep(max(0.0, start + i / args.rate - time.monotonic()))
     except KeyboardInterrupt:
         pass
     finally:

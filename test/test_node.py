@@ -17,7 +17,8 @@ SEED = 5
 
 def node_params(**overrides):
     params = {"device": "cpu", "seed": SEED, "camera_transport": "compressed", "sync_tolerance_s": 0.05,
-              "lidar_extrinsic": {"z": pub.LIDAR_HEIGHT}, "diagnostics_period_s": 0.5, "stale_timeout_s": 1.5, "latency_warn_s": 30.0}
+              "lidar_extrinsic": {"z": pub.LIDAR_HEIGHT}, "diagnostics_period_s": 0.5, "stale_timeout_s": 1.5, "latency_warn_s": 30.0,
+              "min_planning_rate_hz": 0.2}  # CPU inference: ~1 plan/s of the 10 Hz sensor frames
     return params | overrides
 
 
@@ -52,10 +53,10 @@ def expected_plan(i: int, t0_ns: int):
     return FramePipeline(planner, config).plan(inputs)
 
 
-def frame_index(stamp, t0_ns: int) -> int:
+def frame_index(stamp, t0_ns: int, rate_hz: float = pub.RATE_HZ) -> int:
     ns = stamp.sec * 10**9 + stamp.nanosec - t0_ns
-    i = round(ns * pub.RATE_HZ / 1e9)
-    assert pub.stamp_ns(i, t0_ns) - t0_ns == ns, f"stamp {ns} ns after T0 is not a publisher frame stamp"
+    i = round(ns * rate_hz / 1e9)
+    assert pub.stamp_ns(i, t0_ns, rate_hz) - t0_ns == ns, f"stamp {ns} ns after T0 is not a publisher frame stamp"
     return i
 
 
