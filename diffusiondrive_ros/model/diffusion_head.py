@@ -123,6 +123,10 @@ class CascadeDiffusionDecoder(nn.Module):
         return outputs
 
 
+def _draw_device(generator: Optional[torch.Generator], device: torch.device) -> torch.device:
+    return generator.device if generator is not None else device
+
+
 class TrajectoryHead(nn.Module):
     """Anchors -> truncated noise -> cascade decoder denoising (DDIM) -> all modes with scores."""
 
@@ -145,9 +149,16 @@ class TrajectoryHead(nn.Module):
         return self.diff_decoder(traj_feature, points, bev_feature, agents_query, ego_query, time_embed)
 
     def draw_noise(self, batch: int, device: torch.device, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """Anchor noise drawn on the generator's device (reproducible across devices), moved to `device`."""
         shape = (batch,) + tuple(self.plan_anchor.shape)
-        gen_device = generator.device if generator is not None else device
-        return torch.randn(shape, generator=generator, device=gen_device).to(device)
+        return torch.randn(shape, generator=generator, device=_draw_device(generator, device)).to(device)
+
+    @staticmethod
+    def _modes(poses: torch.Tensor, scores: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Every mode, its score and the best one (argmax of the raw score logits)."""
+        best = scores.argmax(dim=-1)
+        trajectory = poses[torch.arange(poses.shape[0], device=poses.device), best]
+        return {"trajectory": trajectory, "all_poses_reg": poses, "all_poses_cls": scores, "best_index": best}
 
     def forward_test(
         self,
@@ -172,14 +183,7 @@ class TrajectoryHead(nn.Module):
             poses, scores = self._decode(points, timesteps, bev_feature, agents_query, ego_query)[-1]
             step_poses.append(poses)
             sample = self.scheduler.step(normalize_xy(poses[..., :2]), t, sample)
-        best = scores.argmax(dim=-1)
-        return {
-            "trajectory": poses[torch.arange(b, device=device), best],
-            "all_poses_reg": poses,
-            "all_poses_cls": scores,
-            "best_index": best,
-            "denoising_poses_reg": torch.stack(step_poses),
-        }
+        return self._modes(poses, scores) | {"denoising_poses_reg": torch.stack(step_poses)}
 
     def forward_train(
         self,
@@ -190,18 +194,10 @@ class TrajectoryHead(nn.Module):
     ) -> Dict[str, torch.Tensor]:
         """Noise the anchors to a random timestep in [0, train_max_timestep) and decode; returns every layer."""
         b, device = ego_query.shape[0], ego_query.device
-        gen_device = generator.device if generator is not None else device
-        timesteps = torch.randint(0, self.config.diffusion.train_max_timestep, (b,), generator=generator, device=gen_device).to(device)
+        timesteps = torch.randint(0, self.config.diffusion.train_max_timestep, (b,), generator=generator,
+                                  device=_draw_device(generator, device)).to(device)
         anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1))
         noisy = self.scheduler.add_noise(anchors, self.draw_noise(b, device, generator), timesteps)
         points = denormalize_xy(noisy.clamp(-1, 1))
         layers = self._decode(points, timesteps, bev_feature, agents_query, ego_query)
-        poses, scores = layers[-1]
-        best = scores.argmax(dim=-1)
-        return {
-            "trajectory": poses[torch.arange(b, device=device), best],
-            "all_poses_reg": poses,
-            "all_poses_cls": scores,
-            "best_index": best,
-            "layer_outputs": layers,
-        }
+        return self._modes(*layers[-1]) | {"layer_outputs": layers}

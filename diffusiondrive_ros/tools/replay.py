@@ -22,6 +22,7 @@ from ..frame_sync import CAMERA_NAMES, FrameSkipped
 from ..params import load_params_file, pipeline_config, planner_from_parameters
 from ..pipeline import FramePipeline, PipelineConfig
 from ..planner import Planner
+from . import topics
 from .bag_io import TF_STATIC_TYPE, BagMessage, BagWriter, StaticTransforms, read_bag
 
 CAMERA_TYPES = {"sensor_msgs/msg/Image": "raw", "sensor_msgs/msg/CompressedImage": "compressed"}
@@ -31,17 +32,17 @@ CAMERA_TYPES = {"sensor_msgs/msg/Image": "raw", "sensor_msgs/msg/CompressedImage
 class ReplayTopics:
     """Input topics read from the bag and output topics written (defaults: the synthetic drive / launch file)."""
 
-    camera_left: str = "/camera/left/image_raw/compressed"
-    camera_front: str = "/camera/front/image_raw/compressed"
-    camera_right: str = "/camera/right/image_raw/compressed"
-    pointcloud: str = "/lidar/points"
-    odometry: str = "/odometry"
-    imu: str = "/imu"
-    command: str = "/command"
-    tf_static: str = "/tf_static"
-    path: str = "/diffusiondrive/path"
-    candidates: str = "/diffusiondrive/candidates"
-    diagnostics: str = "/diagnostics"
+    camera_left: str = topics.TOPIC_CAMERA_IMAGE["left"]
+    camera_front: str = topics.TOPIC_CAMERA_IMAGE["front"]
+    camera_right: str = topics.TOPIC_CAMERA_IMAGE["right"]
+    pointcloud: str = topics.TOPIC_LIDAR
+    odometry: str = topics.TOPIC_ODOMETRY
+    imu: str = topics.TOPIC_IMU
+    command: str = topics.TOPIC_COMMAND
+    tf_static: str = topics.TOPIC_TF_STATIC
+    path: str = topics.TOPIC_PATH
+    candidates: str = topics.TOPIC_CANDIDATES
+    diagnostics: str = topics.TOPIC_DIAGNOSTICS
 
 
 @dataclass

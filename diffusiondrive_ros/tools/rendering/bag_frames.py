@@ -16,6 +16,7 @@ from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from diffusiondrive_ros import conversions
+from diffusiondrive_ros.tools import topics
 from diffusiondrive_ros.tools.bag_io import StaticTransforms, message_class
 
 from .frame import NS_PER_S, RenderFrame
@@ -34,12 +35,12 @@ _MAX_WAIT_NS = 2 * NS_PER_S  # stop waiting for a plan's sensors once sensor sta
 class RenderTopics:
     """Topics read from the bag."""
 
-    candidates: str = "/diffusiondrive/candidates"
-    lidar: str = "/lidar/points"
-    front_image: str = "/camera/front/image_raw/compressed"
-    front_camera_info: str = "/camera/front/camera_info"
-    odometry: str = "/odometry"
-    tf_static: str = "/tf_static"
+    candidates: str = topics.TOPIC_CANDIDATES
+    lidar: str = topics.TOPIC_LIDAR
+    front_image: str = topics.TOPIC_CAMERA_IMAGE["front"]
+    front_camera_info: str = topics.TOPIC_CAMERA_INFO["front"]
+    odometry: str = topics.TOPIC_ODOMETRY
+    tf_static: str = topics.TOPIC_TF_STATIC
 
 
 def _deserialize(raw: bytes, msgtype: str) -> object:
