@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Deque, Optional, Tuple
 
 from .conversions import ConversionError, acceleration_from_imu, stamp_to_ns, velocity_from_odometry
+from .features import NUM_COMMANDS
 
 CAMERA_NAMES = ("camera_left", "camera_front", "camera_right")
 ACCELERATION_SOURCES = ("auto", "imu", "odometry")
-NUM_COMMANDS = 4
 _NS = 1e9
 
 
