@@ -56,7 +56,6 @@ class FrameInputs:
     acceleration: Tuple[float, float]
     command: int
     acceleration_source: str
-    odometry: Any
 
 
 class MessageBuffer:
@@ -169,5 +168,5 @@ class InputSynchronizer:
         except ConversionError as error:
             raise FrameSkipped("bad_ego_state", str(error)) from error
         command = self.config.default_command if self.command is None else self.command
-        return FrameInputs(stamp_ns, cloud, cameras, velocity, acceleration, command, source, odom)
+        return FrameInputs(stamp_ns, cloud, cameras, velocity, acceleration, command, source)
 

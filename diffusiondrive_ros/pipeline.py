@@ -51,8 +51,6 @@ class PlannedFrame:
     result: PlanResult
     path: Path
     markers: MarkerArray
-    points_used: int
-    points_dropped: int
 
 
 @dataclass
@@ -118,28 +116,28 @@ class FramePipeline:
                 raise FrameSkipped(f"bad_{name}", f"{name}: {error}") from error
         return tuple(images)
 
-    def cloud_to_base(self, inputs: FrameInputs) -> Tuple[np.ndarray, int]:
-        """Cloud points (N, 3) in the base frame, and how many non-finite points were dropped."""
+    def cloud_to_base(self, inputs: FrameInputs) -> np.ndarray:
+        """Finite cloud points (N, 3) in the base frame."""
         cloud = inputs.cloud
         try:
             points, dropped = pointcloud2_to_xyz(cloud)
         except ConversionError as error:
             raise FrameSkipped("bad_pointcloud", f"pointcloud: {error}") from error
+        if not len(points):
+            raise FrameSkipped("empty_pointcloud", f"pointcloud: no finite points ({dropped} dropped)")
         frame = cloud.header.frame_id
         if not frame:
             raise FrameSkipped("bad_pointcloud", "pointcloud: empty header.frame_id, cannot place it in the ego frame")
-        if frame != self.config.base_frame:
-            matrix = self.transform_lookup(frame, inputs.stamp_ns) if self.transform_lookup else None
-            points = transform_points(points, self.config.lidar_extrinsic.matrix() if matrix is None else matrix)
-        if not len(points):
-            raise FrameSkipped("empty_pointcloud", f"pointcloud: no finite points ({dropped} dropped)")
-        return points, dropped
+        if frame == self.config.base_frame:
+            return points
+        matrix = self.transform_lookup(frame, inputs.stamp_ns) if self.transform_lookup else None
+        return transform_points(points, self.config.lidar_extrinsic.matrix() if matrix is None else matrix)
 
     def plan(self, inputs: FrameInputs) -> PlannedFrame:
         """Decode and plan one frame; raises FrameSkipped for bad inputs (counted in the stats)."""
         try:
             cameras = self._cameras(inputs)
-            points, dropped = self.cloud_to_base(inputs)
+            points = self.cloud_to_base(inputs)
             result = self.planner.plan(
                 cameras, points, inputs.velocity, inputs.acceleration, inputs.command,
                 generator=frame_generator(self.config.seed, inputs.stamp_ns),
@@ -158,8 +156,6 @@ class FramePipeline:
             result=result,
             path=modes_to_path(result.best, stamp, frame, self.config.path_prefix_current_pose),
             markers=modes_to_markers(result.modes, result.scores, result.best_index, stamp, frame),
-            points_used=len(points),
-            points_dropped=dropped,
         )
 
     def assemble(self, cloud) -> FrameInputs:

@@ -18,7 +18,6 @@ class LatestFrameWorker:
         self._pending: Optional[Any] = None
         self._condition = threading.Condition()
         self._running = True
-        self.busy = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -38,13 +37,10 @@ class LatestFrameWorker:
                 if not self._running:
                     return
                 item, self._pending = self._pending, None
-                self.busy = True
             try:
                 self._handler(item)
             except Exception as error:  # the planning thread must outlive any single frame
                 self._on_error(error)
-            finally:
-                self.busy = False
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._condition:

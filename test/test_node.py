@@ -49,7 +49,7 @@ def expected_plan(i: int, t0_ns: int):
     planner = Planner.from_checkpoint(None, device="cpu", seed=SEED)
     config = PipelineConfig(camera_transport="compressed", seed=SEED, lidar_extrinsic=Extrinsic(z=pub.LIDAR_HEIGHT))
     cameras, cloud = pub.frame_messages(i, "compressed", t0_ns)
-    inputs = FrameInputs(pub.stamp_ns(i, t0_ns), cloud, tuple(cameras), (pub.SPEED, 0.0), (0.0, 0.0), 1, "odometry", None)
+    inputs = FrameInputs(pub.stamp_ns(i, t0_ns), cloud, tuple(cameras), (pub.SPEED, 0.0), (0.0, 0.0), 1, "odometry")
     return FramePipeline(planner, config).plan(inputs)
 
 

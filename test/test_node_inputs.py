@@ -46,7 +46,7 @@ def expected_best(planner, frames: Iterable[int], t0_ns: int, transport: str = "
     for i in frames:
         cameras, cloud = pub.frame_messages(i, transport, t0_ns, height, width, SLOW_RATE_HZ)
         inputs = FrameInputs(pub.stamp_ns(i, t0_ns, SLOW_RATE_HZ), cloud, tuple(cameras), (pub.SPEED, 0.0), (0.0, 0.0), command,
-                             "odometry", None)
+                             "odometry")
         best[i] = pipeline.plan(inputs).result.best
     return best
 

@@ -104,8 +104,8 @@ class BagReplayer:
             if topic == self.topics.tf_static and message.msgtype == TF_STATIC_TYPE:
                 self.static.add_raw(message.raw)
             elif topic in self.camera_index:
-                self._record(CAMERA_NAMES[self.camera_index[topic]], message)
-                sync.add_camera(self.camera_index[topic], message.decode())
+                index = self.camera_index[topic]
+                sync.add_camera(index, self._record(CAMERA_NAMES[index], message))
             elif topic == self.topics.odometry:
                 sync.add_odometry(self._record("odometry", message))
             elif topic == self.topics.imu:
