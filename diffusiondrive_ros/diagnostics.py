@@ -9,6 +9,7 @@ from typing import Deque, Dict, Iterable, List, Optional, Tuple
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from .conversions import ns_to_stamp
+from .frame_sync import CAMERA_NAMES, SyncConfig
 from .pipeline import PipelineStats
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
@@ -20,6 +21,15 @@ class InputSpec:
     name: str
     required: bool
     missing_note: str = ""
+
+
+def planner_inputs(sync: SyncConfig) -> List[InputSpec]:
+    """The node's inputs: cameras, cloud and odometry required; the IMU only when it is the acceleration source."""
+    return [InputSpec(n, True) for n in CAMERA_NAMES] + [
+        InputSpec("pointcloud", True), InputSpec("odometry", True),
+        InputSpec("imu", sync.acceleration_source == "imu", "acceleration from odometry"),
+        InputSpec("command", False, f"using {sync.default_command}"),
+    ]
 
 
 class InputMonitor:

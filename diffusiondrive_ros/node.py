@@ -20,7 +20,7 @@ from std_msgs.msg import UInt8
 from visualization_msgs.msg import MarkerArray
 
 from .conversions import ConversionError, stamp_to_ns
-from .diagnostics import InputMonitor, InputSpec, PlanningHealth, diagnostic_array, input_statuses
+from .diagnostics import InputMonitor, PlanningHealth, diagnostic_array, input_statuses, planner_inputs
 from .frame_sync import CAMERA_NAMES, FrameSkipped
 from .params import NODE_NAME, PARAMETERS, pipeline_config, planner_from_parameters
 from .pipeline import FramePipeline
@@ -68,12 +68,7 @@ class DiffusionDriveNode(Node):
         self.pipeline = FramePipeline(planner, config, self._tf_lookup(p["use_tf"], config.base_frame))
         self.get_logger().info(f"DiffusionDrive ready: {planner.describe()}")
 
-        specs = [InputSpec(n, True) for n in CAMERA_NAMES] + [
-            InputSpec("pointcloud", True), InputSpec("odometry", True),
-            InputSpec("imu", p["acceleration_source"] == "imu", "acceleration from odometry"),
-            InputSpec("command", False, f"using {p['default_command']}"),
-        ]
-        self.monitor = InputMonitor(specs)
+        self.monitor = InputMonitor(planner_inputs(config.sync))
         self.health = PlanningHealth(p["latency_warn_s"], p["min_planning_rate_hz"])
         self.clouds_received = 0
         self._last_warning: dict = {}

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 from tqdm import tqdm
 
 from ..conversions import ConversionError, stamp_to_ns
-from ..diagnostics import InputMonitor, InputSpec, PlanningHealth, diagnostic_array, input_statuses
+from ..diagnostics import InputMonitor, PlanningHealth, diagnostic_array, input_statuses, planner_inputs
 from ..frame_sync import CAMERA_NAMES, FrameSkipped
 from ..params import load_params_file, pipeline_config, planner_from_parameters
 from ..pipeline import FramePipeline, PipelineConfig
@@ -91,8 +91,7 @@ class BagReplayer:
         self.pending: List[Tuple[BagMessage, object]] = []
         self.clouds = 0
         self.records: List[FrameRecord] = []
-        specs = [InputSpec(n, True) for n in CAMERA_NAMES] + [InputSpec(n, n != "imu") for n in ("pointcloud", "odometry", "imu")]
-        self.monitor = InputMonitor(specs)
+        self.monitor = InputMonitor(planner_inputs(pipeline.config.sync))
         self.health = PlanningHealth(latency_warn_s=float("inf"))
         self.next_diagnostics_ns: Optional[int] = None
         self.camera_index = {getattr(topics, n): i for i, n in enumerate(CAMERA_NAMES)}
@@ -112,6 +111,7 @@ class BagReplayer:
                 sync.add_imu(self._record("imu", message))
             elif topic == self.topics.command:
                 sync.set_command(message.decode().data)
+                self.monitor.record("command", message.timestamp_ns, message.timestamp_ns)
             elif topic == self.topics.pointcloud:
                 cloud = self._record("pointcloud", message)
                 if self.clouds % self.every == 0:
