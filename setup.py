@@ -52,7 +52,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "diffusiondrive_node = diffusiondrive_ros.node:main",
+            "diffusiondrive_node = diffusiondrive_ros.ros.node:main",
             "diffusiondrive-ros = diffusiondrive_ros.cli:main",
         ],
     },

@@ -2,12 +2,11 @@
 import argparse
 import importlib
 import sys
-from typing import List, Optional
 
 # subcommand -> (module with add_arguments(parser) and run(args), one-line help); only the chosen one is imported.
 SUBCOMMANDS = {
     "demo": ("diffusiondrive_ros.demo", "make a synthetic drive, replay it through the planner, render pictures"),
-    "node": ("diffusiondrive_ros.node", "run the ROS 2 node (same as `ros2 run diffusiondrive_ros diffusiondrive_node`)"),
+    "node": ("diffusiondrive_ros.ros.node", "run the ROS 2 node (same as `ros2 run diffusiondrive_ros diffusiondrive_node`)"),
     "make-drive": ("diffusiondrive_ros.tools.synthetic_drive", "write a deterministic synthetic drive as a rosbag2"),
     "replay": ("diffusiondrive_ros.tools.replay", "plan every frame of a rosbag2 offline: bag in -> bag out"),
     "play": ("diffusiondrive_ros.tools.player", "publish a rosbag2 into the live ROS graph with /clock"),
@@ -24,7 +23,7 @@ def top_level_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in SUBCOMMANDS:
         top_level_parser().parse_args(argv)  # prints usage / the error and exits

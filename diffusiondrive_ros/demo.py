@@ -7,11 +7,12 @@ import argparse
 import shutil
 from pathlib import Path
 
-from .pipeline import PipelineConfig
 from .planner import Planner
+from .ros.pipeline import PipelineConfig
 from .tools.render import render_bag
 from .tools.replay import replay_bag
-from .tools.synthetic_drive import DriveConfig, make_drive
+from .tools.synthetic.bag import make_drive
+from .tools.synthetic.config import DriveConfig
 
 COMMAND_NAMES = ("left", "straight", "right", "unknown")
 OUTPUT_PARTS = ("drive", "replay", "render")

@@ -1,23 +1,30 @@
-"""Shared fixtures: the reference fixtures folder and a seeded DiffusionDrive built once per session."""
+"""Shared fixtures: the reference data in test/data and a seeded DiffusionDrive built once per session."""
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "test" / "data"
+"""Facts taken from the official implementation (see test/data/README.md), so tests run from a plain clone."""
 SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+"""The project's shared reference folder; only used for an extra cross-check when it sits beside the clone."""
+
+sys.path.insert(0, str(REPO / "test" / "support"))
 
 
 def parity_case_path() -> Path:
-    return Path(os.environ.get("DDROS_PARITY_CASE", SHARED_REFERENCE / "parity_case_a.npz"))
+    """The parity case: test/data, or another case file named by DDROS_PARITY_CASE."""
+    return Path(os.environ.get("DDROS_PARITY_CASE", DATA / "parity_case_a.npz"))
 
 
 @pytest.fixture(scope="session")
 def parity_case():
     path = parity_case_path()
     if not path.is_file():
-        pytest.fail(f"parity case {path} not found: put ../shared beside the repo or set DDROS_PARITY_CASE")
+        pytest.fail(f"parity case {path} not found (DDROS_PARITY_CASE)")
     with np.load(path) as case:
         return {k: case[k] for k in case.files}
 

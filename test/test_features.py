@@ -1,10 +1,11 @@
-"""Tests for diffusiondrive_ros.features against NAVSIM's TransfuserFeatureBuilder behaviour."""
+"""Tests for diffusiondrive_ros.features: the official feature builder's outputs (test/data) and np.histogramdd."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+from conftest import DATA
 
 from diffusiondrive_ros.features import (
     CameraRigConfig,
@@ -12,37 +13,20 @@ from diffusiondrive_ros.features import (
     build_features,
     camera_feature,
     lidar_feature,
-    stitch_cameras,
     status_feature,
+    stitch_cameras,
 )
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
 
-def navsim_lidar_reference(lidar_pc: np.ndarray, config: LidarBevConfig = LidarBevConfig()) -> np.ndarray:
-    """NAVSIM's _get_lidar_feature (use_ground_plane=False), with the config fields renamed."""
-
-    def splat_points(point_cloud):
-        xbins = np.linspace(
-            config.min_x,
-            config.max_x,
-            int((config.max_x - config.min_x) * int(config.pixels_per_meter) + 1),
-        )
-        ybins = np.linspace(
-            config.min_y,
-            config.max_y,
-            int((config.max_y - config.min_y) * int(config.pixels_per_meter) + 1),
-        )
-        hist = np.histogramdd(point_cloud[:, :2], bins=(xbins, ybins))[0]
-        hist[hist > config.hist_max_per_pixel] = config.hist_max_per_pixel
-        overhead_splat = hist / config.hist_max_per_pixel
-        return overhead_splat
-
-    lidar_pc = lidar_pc[lidar_pc[..., 2] < config.max_height]
-    above = lidar_pc[lidar_pc[..., 2] > config.split_height]
-    above_features = splat_points(above)
-    features = np.stack([above_features], axis=-1)
-    return np.transpose(features, (2, 0, 1)).astype(np.float32)
+def histogram_reference(cloud: np.ndarray, config: LidarBevConfig = LidarBevConfig()) -> np.ndarray:
+    """The BEV feature by its definition: np.histogramdd of the points strictly between the height limits,
+    capped at hist_max_per_pixel and scaled to [0, 1]."""
+    z = cloud[:, 2]
+    kept = cloud[(z > config.split_height) & (z < config.max_height)]
+    counts, _ = np.histogramdd(kept[:, :2], bins=(config.x_edges, config.y_edges))
+    return (np.minimum(counts, config.hist_max_per_pixel) / config.hist_max_per_pixel)[None].astype(np.float32)
 
 
 def random_cloud(rng: np.random.Generator, n: int, dtype: type) -> np.ndarray:
@@ -77,7 +61,7 @@ def test_lidar_matches_histogramdd_on_random_clouds(dtype: type, n: int) -> None
     cloud = random_cloud(np.random.default_rng(n), n, dtype)
     out = lidar_feature(cloud)
     assert out.shape == (1, 256, 256) and out.dtype == np.float32
-    np.testing.assert_array_equal(out, navsim_lidar_reference(cloud))
+    np.testing.assert_array_equal(out, histogram_reference(cloud))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -89,7 +73,7 @@ def test_lidar_matches_histogramdd_on_bin_edges(dtype: type) -> None:
     )
     cloud = np.concatenate([cloud, extra])
     out = lidar_feature(cloud)
-    np.testing.assert_array_equal(out, navsim_lidar_reference(cloud))
+    np.testing.assert_array_equal(out, histogram_reference(cloud))
     assert out.sum() > 0
 
 
@@ -101,7 +85,7 @@ def test_lidar_matches_histogramdd_with_inexact_edges() -> None:
     cloud = np.concatenate([x_pts, y_pts, random_cloud(rng, 50_000, np.float64)[:, :3]])
     out = lidar_feature(cloud, config)
     assert out.shape == (1, 200, 110)
-    np.testing.assert_array_equal(out, navsim_lidar_reference(cloud, config))
+    np.testing.assert_array_equal(out, histogram_reference(cloud, config))
 
 
 def test_lidar_cell_layout_and_saturation() -> None:
@@ -132,7 +116,7 @@ def test_lidar_height_filter(dtype: type) -> None:
     cloud[:, 0] = np.arange(heights.size)
     cloud[:, 2] = heights
     out = lidar_feature(cloud)
-    np.testing.assert_array_equal(out, navsim_lidar_reference(cloud))
+    np.testing.assert_array_equal(out, histogram_reference(cloud))
     kept_x_cells = np.flatnonzero(out[0, :, 128])
     assert kept_x_cells.tolist() == [128 + 4 * i for i in (3, 4, 5)]
 
@@ -144,7 +128,7 @@ def test_lidar_drops_non_finite_points(dtype: type) -> None:
     bad_values = np.array([np.nan, np.inf, -np.inf], dtype=dtype)
     cloud[bad_rows, bad_rows % 3] = bad_values[bad_rows % 3]
     finite = cloud[np.isfinite(cloud[:, :3]).all(axis=1)]
-    np.testing.assert_array_equal(lidar_feature(cloud), navsim_lidar_reference(finite))
+    np.testing.assert_array_equal(lidar_feature(cloud), histogram_reference(finite))
     assert np.isfinite(lidar_feature(cloud)).all()
 
 
@@ -347,7 +331,7 @@ def test_build_features() -> None:
     out = build_features(cameras, cloud, (3.0, 0.1), (0.2, 0.0), 1)
     assert set(out) == {"camera_feature", "lidar_feature", "status_feature"}
     np.testing.assert_array_equal(out["camera_feature"], camera_feature(*cameras))
-    np.testing.assert_array_equal(out["lidar_feature"], navsim_lidar_reference(cloud))
+    np.testing.assert_array_equal(out["lidar_feature"], histogram_reference(cloud))
     np.testing.assert_array_equal(out["status_feature"], status_feature(1, (3.0, 0.1), (0.2, 0.0)))
     assert all(array.dtype == np.float32 for array in out.values())
 
@@ -362,3 +346,16 @@ def test_build_features_passes_configs_and_checks_camera_count() -> None:
     assert out["lidar_feature"].shape == (1, 128, 128)
     with pytest.raises(ValueError, match="left, front, right"):
         build_features(cameras[:2], np.zeros((0, 3)), (0, 0), (0, 0), 3)
+
+
+def test_features_equal_the_official_feature_builder() -> None:
+    """One NAVSIM-rig frame through the official TransfuserFeatureBuilder (test/data/README.md): equal outputs."""
+    with np.load(DATA / "features_case_a.npz") as case:
+        frame = {k: case[k] for k in case.files}
+    out = build_features(
+        [frame["camera_left"], frame["camera_front"], frame["camera_right"]], frame["points"],
+        frame["velocity"], frame["acceleration"], int(frame["command"]),
+    )
+    for name in ("camera_feature", "lidar_feature", "status_feature"):
+        assert out[name].shape == frame[name].shape and out[name].dtype == frame[name].dtype, name
+        np.testing.assert_array_equal(out[name], frame[name], err_msg=name)

@@ -16,7 +16,8 @@ def planner(parity_model):
 @pytest.fixture(scope="module")
 def frame():
     """Cameras and LiDAR of the synthetic drive at t = 2 s (LiDAR points moved into base_link)."""
-    from diffusiondrive_ros.tools.synthetic_drive import LIDAR_MOUNT, SyntheticScene
+    from diffusiondrive_ros.tools.synthetic.lidar import LIDAR_MOUNT
+    from diffusiondrive_ros.tools.synthetic.scene import SyntheticScene
 
     scene = SyntheticScene()
     cameras = [scene.render_camera(name, 2.0) for name in ("left", "front", "right")]

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import functools
 import importlib
-import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any
 
 import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-from transforms3d.quaternions import quat2mat
 
-from ..conversions import ConversionError
+from ..ros.conversions import transform_to_matrix
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -23,7 +22,7 @@ TF_STATIC_TYPE = "tf2_msgs/msg/TFMessage"  # no rclpy class on PyPI: decoded wit
 
 @functools.cache
 def message_class(msgtype: str) -> type:
-    """rclpy message class of a rosbag2 type name such as 'sensor_msgs/msg/PointCloud2'."""
+    """Rclpy message class of a rosbag2 type name such as 'sensor_msgs/msg/PointCloud2'."""
     parts = msgtype.split("/")
     if len(parts) != 3:
         raise ValueError(f"unexpected message type name {msgtype!r}")
@@ -41,7 +40,7 @@ class BagMessage:
         return deserialize_message(self.raw, message_class(self.msgtype))
 
 
-def read_bag(path: Path) -> Tuple[Dict[str, str], int, Iterator[BagMessage]]:
+def read_bag(path: Path) -> tuple[dict[str, str], int, Iterator[BagMessage]]:
     """(topic -> msgtype, message count, messages in log-time order); the reader stays open while iterating."""
     reader = Reader(path)
     reader.open()
@@ -57,19 +56,6 @@ def read_bag(path: Path) -> Tuple[Dict[str, str], int, Iterator[BagMessage]]:
     return topics, reader.message_count, messages()
 
 
-def _matrix(transform: object) -> np.ndarray:
-    """4x4 parent <- child of a geometry_msgs/Transform (any message library)."""
-    q, t = transform.rotation, transform.translation
-    quaternion = np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
-    norm = float(np.linalg.norm(quaternion))
-    if not math.isfinite(norm) or norm < 1e-9:
-        raise ConversionError(f"Transform: invalid quaternion {quaternion.tolist()} (w, x, y, z)")
-    matrix = np.eye(4)
-    matrix[:3, :3] = quat2mat(quaternion / norm)
-    matrix[:3, 3] = (t.x, t.y, t.z)
-    return matrix
-
-
 class StaticTransforms:
     """The /tf_static tree: rigid transforms between any two connected frames."""
 
@@ -79,7 +65,7 @@ class StaticTransforms:
     def add(self, tf_message: object) -> None:
         """Add every TransformStamped of a tf2_msgs/TFMessage."""
         for stamped in tf_message.transforms:
-            self._parents[stamped.child_frame_id] = (stamped.header.frame_id, _matrix(stamped.transform))
+            self._parents[stamped.child_frame_id] = (stamped.header.frame_id, transform_to_matrix(stamped.transform))
 
     def add_raw(self, raw: bytes) -> None:
         """Add a /tf_static message from its CDR bytes (decoded with rosbags: no tf2_msgs rclpy class on PyPI)."""
@@ -113,9 +99,9 @@ class BagWriter:
         if storage not in STORAGE:
             raise ValueError(f"storage must be one of {sorted(STORAGE)}, got {storage!r}")
         self._writer = Writer(path, version=9, storage_plugin=STORAGE[storage])
-        self._connections: Dict[str, Any] = {}
+        self._connections: dict[str, Any] = {}
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         self._writer.open()
         return self
 

@@ -19,9 +19,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import rclpy
 from rclpy.context import Context
@@ -31,7 +32,7 @@ from rosbags.interfaces import QosDurability, QosHistory
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
-from ..conversions import ns_to_stamp
+from ..ros.conversions import ns_to_stamp
 from .bag_io import BagMessage, message_class, read_bag
 
 CLOCK_TOPIC = "/clock"
@@ -48,7 +49,7 @@ class PlayOptions:
 
     rate: float = 1.0
     start_offset_s: float = 0.0
-    topics: Optional[Sequence[str]] = None  # bag topics to play; None = all
+    topics: Sequence[str] | None = None  # bag topics to play; None = all
     remaps: Mapping[str, str] = field(default_factory=dict)  # bag topic -> published topic
     loop: bool = False
     clock: bool = True
@@ -56,7 +57,7 @@ class PlayOptions:
     wait_for_subscribers_s: float = 0.0  # 0 = start at once
     settle_s: float = 0.2  # after every topic is matched: time for the subscribers' side of discovery to finish
     late_threshold_s: float = 0.01  # a message published later than this after its scheduled time counts as late
-    domain_id: Optional[int] = None  # None = ROS_DOMAIN_ID
+    domain_id: int | None = None  # None = ROS_DOMAIN_ID
     node_name: str = "diffusiondrive_player"
 
     def __post_init__(self) -> None:
@@ -89,8 +90,8 @@ class PlaySummary:
     late: int = 0
     loops: int = 0
     interrupted: bool = False
-    skipped_topics: Dict[str, str] = field(default_factory=dict)
-    unmatched_topics: List[str] = field(default_factory=list)
+    skipped_topics: dict[str, str] = field(default_factory=dict)
+    unmatched_topics: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         """Human-readable multi-line summary for the command line."""
@@ -108,7 +109,7 @@ class PlaySummary:
 class BagInfo:
     """Topics (msgtype, offered QoS profiles) and time span of a bag, from its metadata."""
 
-    topics: Dict[str, Tuple[str, List[Any]]]
+    topics: dict[str, tuple[str, list[Any]]]
     start_ns: int
     end_ns: int
 
@@ -116,7 +117,7 @@ class BagInfo:
 def bag_info(path: Path) -> BagInfo:
     """Read topics, types and offered QoS profiles without reading any message."""
     with Reader(path) as reader:
-        topics: Dict[str, Tuple[str, List[Any]]] = {}
+        topics: dict[str, tuple[str, list[Any]]] = {}
         for connection in reader.connections:
             profiles = list(getattr(connection.ext, "offered_qos_profiles", None) or [])
             known = topics.get(connection.topic, (connection.msgtype, []))[1]
@@ -143,14 +144,14 @@ def publisher_qos(topic: str, offered: Sequence[Any]) -> QoSProfile:
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if transient else DurabilityPolicy.VOLATILE)
 
 
-def plan_topics(info: BagInfo, options: PlayOptions) -> Tuple[Dict[str, TopicPlan], Dict[str, str]]:
+def plan_topics(info: BagInfo, options: PlayOptions) -> tuple[dict[str, TopicPlan], dict[str, str]]:
     """(bag topic -> plan, skipped bag topic -> reason); raises ValueError for a --topics name not in the bag."""
     wanted = list(info.topics) if options.topics is None else list(options.topics)
     missing = [t for t in wanted if t not in info.topics]
     if missing:
         raise ValueError(f"topics {missing} are not in the bag; it has {sorted(info.topics)}")
-    plans: Dict[str, TopicPlan] = {}
-    skipped: Dict[str, str] = {}
+    plans: dict[str, TopicPlan] = {}
+    skipped: dict[str, str] = {}
     for topic in wanted:
         msgtype, offered = info.topics[topic]
         try:
@@ -162,7 +163,7 @@ def plan_topics(info: BagInfo, options: PlayOptions) -> Tuple[Dict[str, TopicPla
     return plans, skipped
 
 
-def parse_remaps(pairs: Iterable[str]) -> Dict[str, str]:
+def parse_remaps(pairs: Iterable[str]) -> dict[str, str]:
     """['FROM:=TO', ...] -> {FROM: TO}; the ros2 remapping syntax, for topics only."""
     remaps = {}
     for pair in pairs:
@@ -179,7 +180,7 @@ def from_offset(messages: Iterator[BagMessage], start_ns: int, latched: Sequence
     Latched topics (the driving command) carry state that a late joiner still needs, so skipping the beginning
     of the bag must not drop it.
     """
-    held: Dict[str, BagMessage] = {}
+    held: dict[str, BagMessage] = {}
     for message in messages:
         if message.timestamp_ns >= start_ns:
             yield from held.values()
@@ -200,10 +201,10 @@ def flush(publishers: Iterable[Any]) -> None:
 class SimClock:
     """Publishes /clock, never backwards within a pass, plus periodic ticks between messages."""
 
-    def __init__(self, publisher: Optional[Any], hz: float):
+    def __init__(self, publisher: Any | None, hz: float):
         self.publisher = publisher
         self.period_s = 1.0 / hz if publisher is not None and hz > 0 else None
-        self.last_ns: Optional[int] = None
+        self.last_ns: int | None = None
         self.next_tick = 0.0
         self.count = 0
 
@@ -280,7 +281,7 @@ class Player:
             rclpy.try_shutdown(context=context)
         return summary
 
-    def _wait_for_subscribers(self, publishers: Mapping[str, Any]) -> List[str]:
+    def _wait_for_subscribers(self, publishers: Mapping[str, Any]) -> list[str]:
         """Wait up to wait_for_subscribers_s until every publisher is matched; returns the topics still unmatched."""
         timeout = self.options.wait_for_subscribers_s
         if timeout <= 0:
@@ -353,7 +354,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wait up to SECONDS until every played topic has a subscriber before starting")
 
 
-def large_data_note(plans: Mapping[str, TopicPlan]) -> Optional[str]:
+def large_data_note(plans: Mapping[str, TopicPlan]) -> str | None:
     """Advice when large messages may be lost by best-effort subscribers with the Fast DDS default transports."""
     large = [p.bag_topic for p in plans.values() if p.msgtype in LARGE_TYPES]
     if not large or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
@@ -384,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """`python -m diffusiondrive_ros.tools.player`, the same as `diffusiondrive-ros play`."""
     parser = argparse.ArgumentParser(description=__doc__)
     add_arguments(parser)

@@ -3,7 +3,7 @@
 Each picture shows a bird's-eye view (LiDAR, ego box, all modes coloured by score with the best one
 highlighted, the odometry ground truth) beside the front camera with the modes projected onto the
 road. The bag is what the replay tool writes: the sensor inputs plus `/diffusiondrive/candidates`
-(the MarkerArray of `conversions.modes_to_markers`); an input bag and an outputs-only bag can also be
+(the MarkerArray of `ros.markers.modes_to_markers`); an input bag and an outputs-only bag can also be
 passed together. No torch is imported.
 """
 from __future__ import annotations
@@ -13,23 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from diffusiondrive_ros.tools.rendering.bag_frames import BagPath, RenderTopics, frames_from_bag
-from diffusiondrive_ros.tools.rendering.bev import BevView, render_bev
-from diffusiondrive_ros.tools.rendering.camera_view import render_camera
-from diffusiondrive_ros.tools.rendering.drawing import Colour, mode_colours
-from diffusiondrive_ros.tools.rendering.frame import RenderFrame
-from diffusiondrive_ros.tools.rendering.geometry import PinholeCamera, headings_from_polyline, smooth_curves
-from diffusiondrive_ros.tools.rendering.markers import plan_from_markers
-from diffusiondrive_ros.tools.rendering.odometry import GROUND_TRUTH_INTERVAL_S, OdometryTrack
-from diffusiondrive_ros.tools.rendering.picture import compose, render_frame_png
-from diffusiondrive_ros.tools.rendering.video import RenderSummary, render_bag
-
-__all__ = [
-    "BagPath", "BevView", "Colour", "GROUND_TRUTH_INTERVAL_S", "OdometryTrack", "PinholeCamera", "RenderFrame",
-    "RenderSummary", "RenderTopics", "add_arguments", "compose", "frames_from_bag", "headings_from_polyline",
-    "main", "mode_colours", "plan_from_markers", "render_bag", "render_bev", "render_camera", "render_frame_png",
-    "run", "smooth_curves",
-]
+from .rendering.video import render_bag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

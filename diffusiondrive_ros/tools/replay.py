@@ -12,16 +12,15 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from tqdm import tqdm
 
-from ..conversions import ConversionError, stamp_to_ns
-from ..diagnostics import InputMonitor, PlanningHealth, diagnostic_array, input_statuses, planner_inputs
-from ..frame_sync import CAMERA_NAMES, FrameSkipped
-from ..params import load_params_file, pipeline_config, planner_from_parameters
-from ..pipeline import FramePipeline, PipelineConfig
 from ..planner import Planner
+from ..ros.conversions import ConversionError, stamp_to_ns
+from ..ros.diagnostics import InputMonitor, PlanningHealth, diagnostic_array, input_statuses, planner_inputs
+from ..ros.frame_sync import CAMERA_NAMES, FrameInputs, FrameSkipped
+from ..ros.params import load_params_file, pipeline_config, planner_from_parameters
+from ..ros.pipeline import FramePipeline, PipelineConfig
 from . import topics
 from .bag_io import TF_STATIC_TYPE, BagMessage, BagWriter, StaticTransforms, read_bag
 
@@ -50,30 +49,30 @@ class FrameRecord:
     stamp_ns: int
     command: int
     best_index: int
-    scores: List[float]
-    best: List[List[float]]  # (P, 3) x, y, heading of the best mode
-    latency_s: float
+    scores: list[float]
+    best: list[list[float]]  # (P, 3) x, y, heading of the best mode
+    model_time_s: float
 
 
 @dataclass
 class ReplaySummary:
     output: Path
     clouds: int = 0
-    planned: List[FrameRecord] = field(default_factory=list)
+    planned: list[FrameRecord] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
-    latency: Dict[str, float] = field(default_factory=dict)
+    model_time: dict[str, float] = field(default_factory=dict)
 
     def format(self) -> str:
         lines = [f"replayed {self.clouds} point clouds -> {len(self.planned)} planned, "
                  f"{sum(self.skipped.values())} skipped; output bag {self.output}"]
         lines += [f"  skipped {reason}: {count}" for reason, count in sorted(self.skipped.items())]
-        if self.latency:
-            lines.append("  planning latency " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in self.latency.items()))
+        if self.model_time:
+            lines.append("  model time " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in self.model_time.items()))
         return "\n".join(lines)
 
 
-def camera_transport(bag_topics: Dict[str, str], topics: ReplayTopics) -> str:
-    """raw or compressed from the camera topics' message types; all three must agree."""
+def camera_transport(bag_topics: dict[str, str], topics: ReplayTopics) -> str:
+    """Raw or compressed from the camera topics' message types; all three must agree."""
     kinds = {CAMERA_TYPES.get(bag_topics.get(getattr(topics, n), ""), "missing") for n in CAMERA_NAMES}
     if len(kinds) != 1 or "missing" in kinds:
         found = {getattr(topics, n): bag_topics.get(getattr(topics, n), "missing") for n in CAMERA_NAMES}
@@ -81,23 +80,36 @@ def camera_transport(bag_topics: Dict[str, str], topics: ReplayTopics) -> str:
     return kinds.pop()
 
 
-class BagReplayer:
-    """Feeds bag messages to a FramePipeline in log-time order, planning each cloud once its inputs are in."""
+@dataclass(frozen=True)
+class SyncedFrame:
+    """A cloud with the inputs the node's synchroniser assembled for it, and the bag record that carried it."""
 
-    def __init__(self, pipeline: FramePipeline, topics: ReplayTopics, writer: BagWriter, every: int = 1):
-        self.pipeline, self.topics, self.writer, self.every = pipeline, topics, writer, every
+    message: BagMessage
+    inputs: FrameInputs
+    command_received: bool
+    """False when `inputs.command` is the default command because no valid command message had arrived yet."""
+
+
+class BagFrames:
+    """Bag messages in log-time order -> synchronised frames, exactly as the node forms them.
+
+    Feeds a FramePipeline's synchroniser (tf_static gives the cloud -> base transform), keeps every `every`-th
+    cloud until its inputs are in (or `sync_wait_s` of bag time has passed) and assembles it. Replay plans the
+    frames and the dataset builder turns them into training samples, so both see the node's frames. Frames that
+    cannot be assembled and messages that cannot be decoded are counted in `pipeline.stats.skipped`.
+    """
+
+    def __init__(self, pipeline: FramePipeline, topics: ReplayTopics, every: int = 1,
+                 monitor: InputMonitor | None = None):
+        self.pipeline, self.topics, self.every, self.monitor = pipeline, topics, every, monitor
         self.static = StaticTransforms()
         pipeline.transform_lookup = lambda frame, stamp: self.static.lookup(pipeline.config.base_frame, frame)
-        self.pending: List[Tuple[BagMessage, object]] = []
+        self.pending: list[tuple[BagMessage, object]] = []
         self.clouds = 0
-        self.records: List[FrameRecord] = []
-        self.monitor = InputMonitor(planner_inputs(pipeline.config.sync))
-        self.health = PlanningHealth(latency_warn_s=float("inf"))
-        self.next_diagnostics_ns: Optional[int] = None
         self.camera_index = {getattr(topics, n): i for i, n in enumerate(CAMERA_NAMES)}
 
-    def feed(self, message: BagMessage) -> None:
-        self.writer.write_raw(message.topic, message.msgtype, message.timestamp_ns, message.raw)
+    def feed(self, message: BagMessage) -> list[SyncedFrame]:
+        """Take one message; returns the frames it completed, oldest first."""
         topic, sync = message.topic, self.pipeline.sync
         try:
             if topic == self.topics.tf_static and message.msgtype == TF_STATIC_TYPE:
@@ -111,7 +123,8 @@ class BagReplayer:
                 sync.add_imu(self._record("imu", message))
             elif topic == self.topics.command:
                 sync.set_command(message.decode().data)
-                self.monitor.record("command", message.timestamp_ns, message.timestamp_ns)
+                if self.monitor:
+                    self.monitor.record("command", message.timestamp_ns, message.timestamp_ns)
             elif topic == self.topics.pointcloud:
                 cloud = self._record("pointcloud", message)
                 if self.clouds % self.every == 0:
@@ -119,31 +132,65 @@ class BagReplayer:
                 self.clouds += 1
         except ConversionError as error:
             self.pipeline.stats.count_skipped(FrameSkipped("bad_message", f"{topic}: {error}"))
-        self._plan_ready(message.timestamp_ns)
-        self._diagnostics(message.timestamp_ns)
+        return self._ready(message.timestamp_ns)
+
+    def finish(self, end_ns: int) -> list[SyncedFrame]:
+        """The frames still waiting at the end of the bag."""
+        return self._ready(end_ns, flush=True)
 
     def _record(self, name: str, message: BagMessage):
         msg = message.decode()
-        self.monitor.record(name, stamp_to_ns(msg.header.stamp), message.timestamp_ns)
+        if self.monitor:
+            self.monitor.record(name, stamp_to_ns(msg.header.stamp), message.timestamp_ns)
         return msg
 
-    def _plan_ready(self, now_ns: int, flush: bool = False) -> None:
+    def _ready(self, now_ns: int, flush: bool = False) -> list[SyncedFrame]:
         wait_ns = int(self.pipeline.config.sync.sync_wait_s * 1e9)
+        frames = []
         while self.pending:
             message, cloud = self.pending[0]
             stamp = stamp_to_ns(cloud.header.stamp)
             if not (flush or self.pipeline.sync.is_complete(stamp) or now_ns - message.timestamp_ns > wait_ns):
-                return
+                break
             self.pending.pop(0)
-            self._plan(message, cloud)
+            try:
+                inputs = self.pipeline.assemble(cloud)
+            except FrameSkipped:  # counted by the pipeline
+                continue
+            frames.append(SyncedFrame(message, inputs, self.pipeline.sync.command is not None))
+        return frames
 
-    def _plan(self, message: BagMessage, cloud) -> None:
+
+class BagReplayer:
+    """Plans each frame of BagFrames and writes the inputs, Paths, markers and diagnostics to the output bag."""
+
+    def __init__(self, pipeline: FramePipeline, topics: ReplayTopics, writer: BagWriter, every: int = 1):
+        self.pipeline, self.topics, self.writer = pipeline, topics, writer
+        self.monitor = InputMonitor(planner_inputs(pipeline.config.sync))
+        self.frames = BagFrames(pipeline, topics, every, self.monitor)
+        self.records: list[FrameRecord] = []
+        self.health = PlanningHealth(latency_warn_s=float("inf"))
+        self.next_diagnostics_ns: int | None = None
+
+    @property
+    def clouds(self) -> int:
+        """Point clouds read so far."""
+        return self.frames.clouds
+
+    def feed(self, message: BagMessage) -> None:
+        self.writer.write_raw(message.topic, message.msgtype, message.timestamp_ns, message.raw)
+        for frame in self.frames.feed(message):
+            self._plan(frame)
+        self._diagnostics(message.timestamp_ns)
+
+    def _plan(self, frame: SyncedFrame) -> None:
         try:
-            planned = self.pipeline.plan(self.pipeline.assemble(cloud))
+            planned = self.pipeline.plan(frame.inputs)
         except FrameSkipped:
             return
-        self.writer.write(self.topics.path, message.timestamp_ns, planned.path)
-        self.writer.write(self.topics.candidates, message.timestamp_ns, planned.markers)
+        timestamp_ns = frame.message.timestamp_ns
+        self.writer.write(self.topics.path, timestamp_ns, planned.path)
+        self.writer.write(self.topics.candidates, timestamp_ns, planned.markers)
         result = planned.result
         self.records.append(FrameRecord(planned.inputs.stamp_ns, planned.inputs.command, result.best_index,
                                         result.scores.tolist(), result.best.tolist(), result.latency_s))
@@ -162,7 +209,8 @@ class BagReplayer:
         self.writer.write(self.topics.diagnostics, now_ns, diagnostic_array(now_ns, statuses))
 
     def finish(self, end_ns: int) -> None:
-        self._plan_ready(end_ns, flush=True)
+        for frame in self.frames.finish(end_ns):
+            self._plan(frame)
         self._diagnostics(end_ns, force=True)
 
 
@@ -194,7 +242,7 @@ def replay_bag(
             last_ns = message.timestamp_ns
         replayer.finish(last_ns)
     return ReplaySummary(output_bag, replayer.clouds, replayer.records, Counter(pipeline.stats.skipped),
-                         pipeline.stats.latency_percentiles())
+                         pipeline.stats.model_time_percentiles())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,7 +259,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"topic mapping, NAME one of {[f.name for f in dataclasses.fields(ReplayTopics)]}")
 
 
-def parse_topics(pairs: List[str]) -> ReplayTopics:
+def parse_topics(pairs: list[str]) -> ReplayTopics:
     names = {f.name for f in dataclasses.fields(ReplayTopics)}
     mapping = dict(pair.split("=", 1) for pair in pairs)
     unknown = set(mapping) - names
@@ -221,7 +269,8 @@ def parse_topics(pairs: List[str]) -> ReplayTopics:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in (("checkpoint", args.checkpoint), ("device", args.device), ("seed", args.seed)) if v is not None}
+    overrides = {k: v for k, v in (("checkpoint", args.checkpoint), ("device", args.device), ("seed", args.seed))
+                 if v is not None}
     params = load_params_file(args.params_file, overrides)
     planner = planner_from_parameters(params)
     print(f"planner: {planner.describe()}")

@@ -16,35 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-# The generator lives in the ``synthetic`` package; this module is its public face and the CLI.
-from .synthetic.bag import DriveSummary, make_drive, sample_times
-from .synthetic.camera import CAMERA_RIG, CameraModel, CameraMount
-from .synthetic.config import EPOCH_NS, DriveConfig
-from .synthetic.interface import (
-    BASE_FRAME, CAMERA_NAMES, COMMAND_LEFT, COMMAND_RIGHT, COMMAND_STRAIGHT, COMMAND_UNKNOWN, LIDAR_FRAME,
-    MAP_FRAME, TOPIC_CAMERA_IMAGE, TOPIC_CAMERA_INFO, TOPIC_COMMAND, TOPIC_IMU, TOPIC_LIDAR, TOPIC_ODOMETRY,
-    TOPIC_TF_STATIC, TOPIC_TYPES, camera_frame, optical_frame,
-)
-from .synthetic.layout import RoadLayout
-from .synthetic.lidar import LIDAR_MOUNT, LidarModel
-from .synthetic.messages import GRAVITY
-from .synthetic.motion import EgoMotion, EgoState, SpeedProfile, TurnPath
-from .synthetic.raster import Quads, Rasteriser
-from .synthetic.scene import SyntheticScene, ground_truth_future
-from .synthetic.world import BoxSet, World
-
-__all__ = [
-    "BASE_FRAME", "CAMERA_NAMES", "CAMERA_RIG", "COMMAND_LEFT", "COMMAND_RIGHT", "COMMAND_STRAIGHT",
-    "COMMAND_UNKNOWN", "EPOCH_NS", "GRAVITY", "LIDAR_FRAME", "LIDAR_MOUNT", "MAP_FRAME", "TOPIC_CAMERA_IMAGE",
-    "TOPIC_CAMERA_INFO", "TOPIC_COMMAND", "TOPIC_IMU", "TOPIC_LIDAR", "TOPIC_ODOMETRY", "TOPIC_TF_STATIC",
-    "TOPIC_TYPES", "BoxSet", "CameraModel", "CameraMount", "DriveConfig", "DriveSummary", "EgoMotion", "EgoState",
-    "LidarModel", "Quads", "Rasteriser", "RoadLayout", "SpeedProfile", "SyntheticScene", "TurnPath", "World",
-    "add_arguments", "camera_frame", "ground_truth_future", "main", "make_drive", "optical_frame", "run",
-    "sample_times",
-]
+from .synthetic.bag import make_drive
+from .synthetic.config import DriveConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

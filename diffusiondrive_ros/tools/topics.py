@@ -1,5 +1,6 @@
 """Default topic names of the bags the tools read and write: the synthetic drive's sensors (also the launch
-file's remap defaults) and the planner's outputs."""
+file's remap defaults) and the planner's outputs.
+"""
 from .synthetic.interface import (
     TOPIC_CAMERA_IMAGE,
     TOPIC_CAMERA_INFO,

@@ -15,14 +15,15 @@ from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from diffusiondrive_ros import conversions
+from diffusiondrive_ros.geometry import transform_points, yaw_of_quaternion
+from diffusiondrive_ros.ros import conversions
 from diffusiondrive_ros.tools import topics
 from diffusiondrive_ros.tools.bag_io import StaticTransforms, message_class
+from diffusiondrive_ros.training.ground_truth import OdometryTrack
 
 from .frame import NS_PER_S, RenderFrame
 from .geometry import PinholeCamera
 from .markers import plan_from_markers
-from .odometry import OdometryTrack, yaw_of_quaternion
 
 BagPath = str | os.PathLike
 """A rosbag2 directory (with metadata.yaml)."""
@@ -44,7 +45,7 @@ class RenderTopics:
 
 
 def _deserialize(raw: bytes, msgtype: str) -> object:
-    """rclpy message of CDR bytes from a bag."""
+    """Rclpy message of CDR bytes from a bag."""
     return deserialize_message(raw, message_class(msgtype))
 
 
@@ -206,7 +207,7 @@ class _FrameBuilder:
         base_from_cloud = self._transforms.lookup(base_frame, cloud.header.frame_id)
         if base_from_cloud is None:
             return None
-        return conversions.transform_points(conversions.pointcloud2_to_xyz(cloud).points, base_from_cloud)
+        return transform_points(conversions.pointcloud2_to_points(cloud).points, base_from_cloud)
 
     def _camera(self, image: CompressedImage | Image | None, base_frame: str) -> PinholeCamera | None:
         """Front camera from its CameraInfo and the static pose of the image's (or info's) frame."""

@@ -7,10 +7,23 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from diffusiondrive_ros import conversions
+from diffusiondrive_ros.ros import markers
 
-from .drawing import (BACKGROUND, DIM_TEXT, OUTLINE, SHADOW, SHIFT, TEXT, Colour, dot, fixed_point,
-                      mode_colours, panel, polyline, put_text)
+from .drawing import (
+    BACKGROUND,
+    DIM_TEXT,
+    OUTLINE,
+    SHADOW,
+    SHIFT,
+    TEXT,
+    Colour,
+    dot,
+    fixed_point,
+    mode_colours,
+    panel,
+    polyline,
+    put_text,
+)
 from .frame import NS_PER_S, RenderFrame
 from .geometry import smooth_curves, with_origin
 
@@ -150,7 +163,7 @@ def _draw_colour_bar(image: np.ndarray, scores: np.ndarray) -> None:
     x0, y0 = width - 78, 40
     panel(image, (x0 - 12, y0 - 30), (width - 6, y0 + bar_height + 14))
     levels = np.linspace(1.0, 0.0, bar_height)
-    bar = (conversions.score_colors(levels) * 255).astype(np.uint8)
+    bar = (markers.score_colors(levels) * 255).astype(np.uint8)
     image[y0:y0 + bar_height, x0:x0 + bar_width] = bar[:, None, :]
     cv2.rectangle(image, (x0 - 1, y0 - 1), (x0 + bar_width, y0 + bar_height), DIM_TEXT, 1)
     put_text(image, "score", (x0 - 4, y0 - 12), 0.45, DIM_TEXT)

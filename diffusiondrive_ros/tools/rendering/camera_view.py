@@ -4,8 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .drawing import (BACKGROUND, DIM_TEXT, FONT, OUTLINE, SHADOW, dot, mode_colours, panel, polyline,
-                      put_text)
+from .drawing import BACKGROUND, DIM_TEXT, FONT, OUTLINE, SHADOW, dot, mode_colours, panel, polyline, put_text
 from .frame import RenderFrame
 from .geometry import PinholeCamera, smooth_curves, with_origin
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from diffusiondrive_ros import conversions
+from diffusiondrive_ros.ros import markers
 
 Colour = tuple[int, int, int]
 
@@ -20,7 +20,7 @@ SHIFT = 2  # sub-pixel bits for cv2 drawing
 
 def mode_colours(scores: np.ndarray) -> list[Colour]:
     """RGB uint8 colour per mode: the RViz marker colour map (viridis over min-max scores)."""
-    rgb = conversions.score_colors(np.asarray(scores, dtype=np.float64)) * 255.0
+    rgb = markers.score_colors(np.asarray(scores, dtype=np.float64)) * 255.0
     return [tuple(int(round(c)) for c in row) for row in rgb]
 
 

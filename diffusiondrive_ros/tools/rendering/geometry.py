@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from sensor_msgs.msg import CameraInfo
 
-from diffusiondrive_ros import conversions
+from diffusiondrive_ros.ros import conversions
 
 
 @dataclass(frozen=True, eq=False)

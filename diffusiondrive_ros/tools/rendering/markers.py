@@ -1,10 +1,10 @@
-"""Modes and scores back from the candidates MarkerArray that `conversions.modes_to_markers` writes."""
+"""Modes and scores back from the candidates MarkerArray that `ros.markers.modes_to_markers` writes."""
 from __future__ import annotations
 
 import numpy as np
 from visualization_msgs.msg import Marker, MarkerArray
 
-from diffusiondrive_ros import conversions
+from diffusiondrive_ros.ros import conversions
 
 from .geometry import headings_from_polyline
 

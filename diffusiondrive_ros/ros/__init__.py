@@ -1,0 +1,1 @@
+"""ROS layer: message decoding, RViz markers, input synchronisation, pipeline, parameters, diagnostics, node."""

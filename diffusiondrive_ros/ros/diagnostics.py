@@ -1,0 +1,163 @@
+"""Input rates/ages and planner health as diagnostic_msgs/DiagnosticArray (diagnostic_updater is not on PyPI)."""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from .conversions import ns_to_stamp
+from .frame_sync import CAMERA_NAMES, SyncConfig
+from .pipeline import PipelineStats
+
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+_NS = 1e9
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    required: bool
+    missing_note: str = ""
+
+
+def planner_inputs(sync: SyncConfig) -> list[InputSpec]:
+    """The node's inputs: cameras, cloud and odometry required; the IMU only when it is the acceleration source."""
+    return [InputSpec(n, True) for n in CAMERA_NAMES] + [
+        InputSpec("pointcloud", True), InputSpec("odometry", True),
+        InputSpec("imu", sync.acceleration_source == "imu", "acceleration from odometry"),
+        InputSpec("command", False, f"using {sync.default_command}"),
+    ]
+
+
+class InputMonitor:
+    """Arrival times (node clock) and header stamps of each input, for rates and ages."""
+
+    def __init__(self, specs: Iterable[InputSpec], window_s: float = 5.0):
+        self.specs = list(specs)
+        self.window_ns = int(window_s * _NS)
+        self._arrivals: dict[str, deque[int]] = {s.name: deque(maxlen=1000) for s in self.specs}
+        self._last_stamp: dict[str, int] = {}
+        self._rejected: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def record(self, name: str, stamp_ns: int, now_ns: int) -> None:
+        with self._lock:
+            self._arrivals[name].append(now_ns)
+            self._last_stamp[name] = stamp_ns
+            self._rejected.pop(name, None)
+
+    def reject(self, name: str, note: str) -> None:
+        """The newest message of `name` was invalid: reported as WARN until a valid one arrives."""
+        with self._lock:
+            self._rejected[name] = note
+
+    def rejected(self, name: str) -> str | None:
+        with self._lock:
+            return self._rejected.get(name)
+
+    def rate_and_age(self, name: str, now_ns: int) -> tuple[float, float | None]:
+        """(messages per second over the window, now - newest header stamp in s, None if never received)."""
+        with self._lock:
+            recent = [t for t in self._arrivals[name] if now_ns - t <= self.window_ns]
+            stamp = self._last_stamp.get(name)
+        rate = (len(recent) - 1) / ((recent[-1] - recent[0]) / _NS) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        return rate, None if stamp is None else (now_ns - stamp) / _NS
+
+
+def _status(name: str, level: int, message: str, values: dict[str, object], hardware_id: str) -> DiagnosticStatus:
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
+def input_statuses(monitor: InputMonitor, now_ns: int, stale_timeout_s: float, prefix: str, hardware_id: str) -> list[DiagnosticStatus]:
+    statuses = []
+    for spec in monitor.specs:
+        rate, age = monitor.rate_and_age(spec.name, now_ns)
+        values = {"rate_hz": f"{rate:.2f}", "age_s": "never" if age is None else f"{age:.3f}"}
+        rejected = monitor.rejected(spec.name)
+        if rejected:
+            level, message = WARN, rejected
+        elif age is None:
+            level = ERROR if spec.required else OK
+            message = "no message received" + (f" ({spec.missing_note})" if spec.missing_note else "")
+        elif age > stale_timeout_s:
+            level = ERROR if spec.required else WARN
+            message = f"stale: last message {age:.2f} s old (timeout {stale_timeout_s} s)"
+        else:
+            level, message = OK, "ok"
+        statuses.append(_status(f"{prefix}: input {spec.name}", level, message, values, hardware_id))
+    return statuses
+
+
+class PlanningHealth:
+    """Planner status for one diagnostics period, judged from the change of the counters since the last period
+    and from the planning rate over the last `rate_window_s`.
+
+    Frames dropped while the planner is busy are counted; they make the status WARN only when the achieved
+    planning rate falls below `min_planning_rate_hz` (a planner slower than the LiDAR is normal on a CPU).
+    """
+
+    def __init__(self, latency_warn_s: float, min_planning_rate_hz: float = 0.0, rate_window_s: float = 5.0):
+        self.latency_warn_s = latency_warn_s
+        self.min_planning_rate_hz = min_planning_rate_hz
+        self.rate_window_ns = int(rate_window_s * _NS)
+        self._previous = (0, 0)
+        self._history: deque[tuple[int, int]] = deque()
+
+    def _planning_rate(self, now_ns: int, planned: int) -> float | None:
+        """Frames planned per second over the window, None until the window has some length."""
+        self._history.append((now_ns, planned))
+        while now_ns - self._history[0][0] > self.rate_window_ns:
+            self._history.popleft()
+        first_ns, first_planned = self._history[0]
+        return (planned - first_planned) / ((now_ns - first_ns) / _NS) if now_ns - first_ns >= self.rate_window_ns // 2 else None
+
+    def status(self, stats: PipelineStats, clouds_received: int, describe: str, prefix: str, hardware_id: str,
+               now_ns: int) -> DiagnosticStatus:
+        with stats.lock:
+            planned, failed, dropped, skipped = stats.planned, stats.failed, stats.dropped_busy, sum(stats.skipped.values())
+            reasons = dict(stats.skipped)
+            last_skip, last_error, last_outcome = stats.last_skip, stats.last_error, stats.last_outcome
+        new_planned, new_skipped = planned - self._previous[0], skipped - self._previous[1]
+        self._previous = (planned, skipped)
+        rate = self._planning_rate(now_ns, planned)
+        model_time = stats.model_time_percentiles()
+        values: dict[str, object] = {
+            "planner": describe,
+            "frames_planned": planned,
+            "frames_skipped": skipped,
+            "frames_failed": failed,
+            "frames_dropped_busy": dropped,
+            "clouds_received": clouds_received,
+            "planning_rate_hz": "n/a" if rate is None else f"{rate:.2f}",
+            **{f"model_time_{k}_s": f"{v:.4f}" for k, v in model_time.items()},
+            **{f"skipped_{k}": v for k, v in sorted(reasons.items())},
+            "last_skip": last_skip or "none",
+        }
+        if last_error:
+            values["last_error"] = last_error
+        if last_outcome == "error":
+            level, message = ERROR, f"planner failed: {last_error}"
+        elif last_outcome == "skipped" and not new_planned:
+            level, message = ERROR, f"not planning: {last_skip}"
+        elif clouds_received == 0:
+            level, message = WARN, "waiting for the first point cloud"
+        elif new_skipped:
+            level, message = WARN, f"{new_skipped} frames skipped in the last period: {last_skip}"
+        elif rate is not None and rate < self.min_planning_rate_hz:
+            level, message = WARN, (f"slow: planning {rate:.2f} Hz < {self.min_planning_rate_hz} Hz "
+                                    f"({dropped} frames dropped while busy in all)")
+        elif model_time and model_time["p90"] > self.latency_warn_s:
+            level, message = WARN, f"slow: p90 model time {model_time['p90']:.3f} s > {self.latency_warn_s} s"
+        else:
+            level, message = OK, f"planning ({new_planned} frames in the last period)"
+        return _status(f"{prefix}: planning", level, message, values, hardware_id)
+
+
+def diagnostic_array(stamp_ns: int, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
+    msg = DiagnosticArray(status=statuses)
+    msg.header.stamp = ns_to_stamp(max(stamp_ns, 0))
+    return msg

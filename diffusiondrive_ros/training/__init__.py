@@ -1,0 +1,1 @@
+"""Offline training and evaluation helpers: open-loop metrics, kinematic baselines, trajectory anchor clustering."""
