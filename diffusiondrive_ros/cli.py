@@ -11,6 +11,8 @@ SUBCOMMANDS = {
     "replay": ("diffusiondrive_ros.tools.replay", "plan every frame of a rosbag2 offline: bag in -> bag out"),
     "play": ("diffusiondrive_ros.tools.player", "publish a rosbag2 into the live ROS graph with /clock"),
     "render": ("diffusiondrive_ros.tools.render", "PNG frames and an MP4 of the planner's modes from a bag"),
+    "dataset": ("diffusiondrive_ros.tools.dataset_builder", "build a training dataset (features + futures) from bags"),
+    "anchors": ("diffusiondrive_ros.training.anchors_cli", "K-means trajectory anchors (.npy + PNG) from a dataset"),
     "bench": ("diffusiondrive_ros.bench", "time the hot paths as ratios to baselines measured in the same run"),
 }
 

@@ -2,13 +2,17 @@
 
 Reproduces NAVSIM's ``TransfuserFeatureBuilder`` bit for bit on its default
 rig, with the crop, BEV grid and thresholds exposed as configuration so other
-vehicles can be used. Pure numpy + OpenCV; outputs are unbatched arrays.
+vehicles can be used. ``camera_config_for`` and ``lidar_config_for`` give the
+output sizes a model config expects. Pure numpy + OpenCV; outputs are unbatched
+arrays.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,6 +21,9 @@ NUM_COMMANDS = 4
 """Driving commands: 0 left, 1 straight, 2 right, 3 unknown."""
 
 _CAMERA_NAMES = ("left", "front", "right")
+
+if TYPE_CHECKING:  # only for the hints: importing the model package would import torch
+    from .model.config import DiffusionDriveConfig
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,19 @@ class LidarBevConfig:
     def y_edges(self) -> np.ndarray:
         """Cell edges along y, the same array NAVSIM passes to ``np.histogramdd``."""
         return np.linspace(self.min_y, self.max_y, round((self.max_y - self.min_y) * self.pixels_per_meter) + 1)
+
+
+def camera_config_for(model_config: DiffusionDriveConfig, rig: CameraRigConfig = CameraRigConfig()) -> CameraRigConfig:
+    """``rig``'s crop with the panorama resized to the model's camera input (camera_width x camera_height)."""
+    backbone = model_config.backbone
+    return dataclasses.replace(rig, output_width=backbone.camera_width, output_height=backbone.camera_height)
+
+
+def lidar_config_for(model_config: DiffusionDriveConfig, lidar: LidarBevConfig = LidarBevConfig()) -> LidarBevConfig:
+    """``lidar``'s height filter and saturation on the model's ego-centred BEV grid of lidar_resolution cells a side."""
+    max_x, max_y = model_config.lidar_max_x, model_config.lidar_max_y
+    ppm = model_config.lidar_pixels_per_meter
+    return dataclasses.replace(lidar, min_x=-max_x, max_x=max_x, min_y=-max_y, max_y=max_y, pixels_per_meter=ppm)
 
 
 def _check_image(name: str, image: np.ndarray, config: CameraRigConfig, side: bool) -> None:
@@ -207,7 +227,7 @@ def build_features(
     command: int,
     camera_config: CameraRigConfig = CameraRigConfig(),
     lidar_config: LidarBevConfig = LidarBevConfig(),
-) -> Dict[str, np.ndarray]:
+) -> dict[str, np.ndarray]:
     """All three model inputs (unbatched) from ``cameras`` = (left, front, right) and the other sensors."""
     if len(cameras) != len(_CAMERA_NAMES):
         raise ValueError(f"cameras: expected (left, front, right), got {len(cameras)} images")

@@ -1,21 +1,26 @@
 """Inference API: weights and device in, sensors as arrays in, every candidate mode with its score out. No ROS."""
+
+from __future__ import annotations
+
 import contextlib
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from .features import CameraRigConfig, LidarBevConfig, build_features
-from .model import DiffusionDrive, DiffusionDriveConfig
-from .model.anchors import arc_anchors, load_anchors
+from .features import CameraRigConfig, LidarBevConfig, build_features, camera_config_for, lidar_config_for
+from .model import DiffusionDrive, DiffusionDriveConfig, load_model_config, model_config
+from .model.anchors import load_anchors
 from .model.checkpoint import check_compatible, load_checkpoint
-from .model.weights import seeded_state_dict
+from .model.weights import seeded_model
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+SEEDED = "seeded"
+"""`Planner.from_checkpoint(SEEDED)`: deterministic seeded weights (untrained; for tests, demos and benchmarks)."""
 
 
 @dataclass
@@ -33,6 +38,7 @@ class PlanResult:
 
     @property
     def best(self) -> np.ndarray:
+        """The best mode's poses (P, 3)."""
         return self.modes[self.best_index]
 
 
@@ -47,18 +53,24 @@ def resolve_device(device: str) -> torch.device:
 
 
 def frame_generator(seed: int, stamp_ns: int) -> torch.Generator:
-    """A CPU generator seeded from (seed, frame stamp): the same frame gets the same noise on any device and in
-    any order, so live planning and offline replay agree even when frames are dropped."""
+    """A CPU generator seeded from (seed, frame stamp), so live planning and offline replay draw the same noise.
+
+    The same frame gets the same noise on any device and in any order, even when frames are dropped.
+    """
     return torch.Generator().manual_seed(zlib.crc32(f"{int(seed)}:{int(stamp_ns)}".encode()))
 
 
 class Planner:
-    """DiffusionDrive on one device and precision; `plan()` takes raw sensor arrays."""
+    """DiffusionDrive on one device and precision; `plan()` takes raw sensor arrays.
+
+    The feature builders follow the model's config: `camera_config` gives only the rig's crop and `lidar_config`
+    only the height filter and saturation; output sizes and the BEV grid always come from the model.
+    """
 
     def __init__(
         self,
         model: DiffusionDrive,
-        device: Union[str, torch.device] = "cpu",
+        device: str | torch.device = "cpu",
         precision: str = "fp32",
         camera_config: CameraRigConfig = CameraRigConfig(),
         lidar_config: LidarBevConfig = LidarBevConfig(),
@@ -71,47 +83,69 @@ class Planner:
         # Reduced precision only pays off on a GPU; CPU bf16/fp16 kernels are often 100x slower than fp32.
         self.precision = precision if self.device.type == "cuda" else "fp32"
         self.model = model.to(self.device).eval()
-        self.camera_config = camera_config
-        self.lidar_config = lidar_config
+        self.camera_config = camera_config_for(model.config, camera_config)
+        self.lidar_config = lidar_config_for(model.config, lidar_config)
         self.weights_source = weights_source
+        self.num_parameters = sum(p.numel() for p in model.parameters())
 
     @classmethod
     def from_checkpoint(
         cls,
-        path: Optional[Union[str, Path]] = None,
+        path: str | Path | None = None,
         device: str = "auto",
         precision: str = "fp32",
-        anchors: Optional[Union[str, Path]] = None,
+        anchors: str | Path | None = None,
         seed: int = 0,
         trusted: bool = False,
+        variant: str | Path | DiffusionDriveConfig | None = None,
         **kwargs,
-    ) -> "Planner":
-        """Official Lightning checkpoint, plain state_dict or our format; None = built-in seeded weights.
+    ) -> Planner:
+        """Planner with the weights at `path`; keyword arguments left over go to `Planner(...)`.
 
+        path: our checkpoint (rebuilds its exact model: variant, sizes, anchors, normalisation), the official
+            Lightning checkpoint or a plain state_dict; `SEEDED` ("seeded") = deterministic seeded weights drawn
+            from `seed`; None or "" = the built-in default, for now the seeded weights.
+        variant: the model config of weights that carry none (seeded, official or plain state_dict): a registered
+            variant name, a YAML/JSON file or a config; None = navsim. Refused if it differs from our checkpoint's.
         anchors: optional K-means `.npy` (K, P, 2) replacing the checkpoint's anchors.
         """
-        if path:
-            state, config = load_checkpoint(path, trusted=trusted)
-            model = DiffusionDrive(config or DiffusionDriveConfig())
-            source = str(path)
-        else:
-            model = DiffusionDrive()
-            state = seeded_state_dict(model, seed, torch.from_numpy(arc_anchors(model.config.num_modes, model.config.num_poses)))
+        config = None if variant is None else _resolve_config(variant)
+        if not path or path == SEEDED:
+            model = seeded_model(config or model_config("navsim"), seed)
+            state = model.state_dict()
             source = f"built-in seeded weights (seed {seed})"
+        else:
+            state, stored = load_checkpoint(path, trusted=trusted)
+            if stored is not None and config is not None and stored != config:
+                raise ValueError(f"variant {variant!r} differs from the model config stored in checkpoint {path}; "
+                                 "leave variant unset for our checkpoints")
+            model = DiffusionDrive(stored or config or model_config("navsim"))
+            source = str(path)
         if anchors:
             state = dict(state)
-            state["_trajectory_head.plan_anchor"] = load_anchors(anchors, model.config.num_modes, model.config.num_poses)
+            modes, poses = model.config.num_modes, model.config.num_poses
+            state["_trajectory_head.plan_anchor"] = load_anchors(anchors, modes, poses)
             source += f" + anchors {anchors}"
         check_compatible(model, state)
         model.load_state_dict(state, strict=True)
         return cls(model, device=device, precision=precision, weights_source=source, **kwargs)
 
     def describe(self) -> str:
-        """Device, precision (and why it differs from the request) and where the weights came from."""
-        fallback = f" (requested {self.requested_precision}, fp32 on CPU)" if self.precision != self.requested_precision else ""
-        return f"{self.device.type} {self.precision}{fallback}; weights: {self.weights_source}"
+        """Device, precision (and why it differs from the request), the model variant and sizes, and the weights."""
+        fallback = ""
+        if self.precision != self.requested_precision:
+            fallback = f" (requested {self.requested_precision}, fp32 on CPU)"
+        config, camera = self.model.config, self.camera_config
+        grid = self.lidar_config.x_edges.size - 1
+        model = (
+            f"{config.variant} ({self.num_parameters / 1e6:.1f} M parameters, "
+            f"camera {camera.output_width}x{camera.output_height}, "
+            f"LiDAR {grid}x{grid} over {2 * config.lidar_max_x:g} m, {config.num_modes} modes)"
+        )
+        return f"{self.device.type} {self.precision}{fallback}; model: {model}; weights: {self.weights_source}"
 
-    def _autocast(self):
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the reduced precision, or nothing for fp32."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
@@ -122,14 +156,26 @@ class Planner:
         camera_feature: np.ndarray,
         lidar_feature: np.ndarray,
         status_feature: np.ndarray,
-        generator: Optional[torch.Generator] = None,
-        noise: Optional[torch.Tensor] = None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> PlanResult:
-        """Plan from model-ready features (unbatched: (3,H,W), (1,256,256), (8,))."""
+        """Plan from model-ready features, unbatched: (3, H, W), (1, R, R), (8,) with the model's H, W, R."""
+        config = self.model.config
+        b, lidar = config.backbone, config.backbone.lidar_resolution
+        expected = {
+            "camera_feature": (camera_feature, (b.image_channels, b.camera_height, b.camera_width)),
+            "lidar_feature": (lidar_feature, (b.lidar_channels, lidar, lidar)),
+            "status_feature": (status_feature, (config.status_dims,)),
+        }
+        for name, (array, shape) in expected.items():
+            if tuple(np.shape(array)) != shape:
+                raise ValueError(f"{name}: the {config.variant} model expects shape {shape}, "
+                                 f"got {tuple(np.shape(array))}")
         start = time.perf_counter()
-        tensor = lambda a: torch.as_tensor(a, dtype=torch.float32).unsqueeze(0).to(self.device)  # noqa: E731
+        inputs = [torch.as_tensor(a, dtype=torch.float32).unsqueeze(0).to(self.device)
+                  for a in (camera_feature, lidar_feature, status_feature)]
         with self._autocast():
-            out = self.model(tensor(camera_feature), tensor(lidar_feature), tensor(status_feature), noise=noise, generator=generator)
+            out = self.model(*inputs, noise=noise, generator=generator)
         host = {k: v[0].float().cpu().numpy() for k, v in out.items() if k != "denoising_poses_reg"}
         denoising = out["denoising_poses_reg"][:, 0].float().cpu().numpy()
         return PlanResult(
@@ -147,14 +193,23 @@ class Planner:
         self,
         cameras: Sequence[np.ndarray],
         points: np.ndarray,
-        velocity: Tuple[float, float] = (0.0, 0.0),
-        acceleration: Tuple[float, float] = (0.0, 0.0),
+        velocity: tuple[float, float] = (0.0, 0.0),
+        acceleration: tuple[float, float] = (0.0, 0.0),
         command: int = 3,
-        generator: Optional[torch.Generator] = None,
-        noise: Optional[torch.Tensor] = None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> PlanResult:
-        """cameras: [left, front, right] uint8 RGB (H, W, 3); points (N, >=3) ego frame; command 0..3."""
-        features = build_features(cameras, points, velocity, acceleration, command,
-                                  camera_config=self.camera_config, lidar_config=self.lidar_config)
-        return self.plan_features(features["camera_feature"], features["lidar_feature"], features["status_feature"],
-                                  generator=generator, noise=noise)
+        """cameras: [left, front, right] uint8 RGB (H, W, 3), any size; points (N, >=3) ego frame; command 0..3."""
+        features = build_features(
+            cameras, points, velocity, acceleration, command, camera_config=self.camera_config,
+            lidar_config=self.lidar_config,
+        )
+        return self.plan_features(
+            features["camera_feature"], features["lidar_feature"], features["status_feature"],
+            generator=generator, noise=noise,
+        )
+
+
+def _resolve_config(variant: str | Path | DiffusionDriveConfig) -> DiffusionDriveConfig:
+    """A config given as such, by registered name or by YAML/JSON file."""
+    return variant if isinstance(variant, DiffusionDriveConfig) else load_model_config(variant)

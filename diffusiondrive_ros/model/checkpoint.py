@@ -1,24 +1,37 @@
-"""Load DiffusionDrive weights from a plain state_dict, the official Lightning checkpoint, or our own format."""
-import dataclasses
+"""DiffusionDrive weights: our own versioned format, the official Lightning checkpoint, or a plain state_dict.
+
+Our format (version 2) is a dict of primitive types and tensors, readable with `torch.load(weights_only=True)`:
+`format` (FORMAT_NAME), `version`, `config` (`DiffusionDriveConfig.to_dict()`: variant, sizes, diffusion schedule,
+normalisation), `state_dict` (including the anchors `_trajectory_head.plan_anchor`) and `metadata` (free: step,
+epoch, dataset, ...). Older versions are migrated on load, one version at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any
 
 import torch
 from torch import nn
 
-from .config import BackboneConfig, DiffusionConfig, DiffusionDriveConfig
+from .config import OUTPUT_STRIDE, DiffusionDriveConfig
 
 FORMAT_NAME = "diffusiondrive_ros"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Prefixes the official training code puts in front of model keys (Lightning module -> agent -> model).
 KNOWN_PREFIXES = ("agent._transfuser_model.", "_transfuser_model.", "module.")
+# Types `torch.load(weights_only=True)` reads back, besides containers and tensors.
+_PRIMITIVES = (str, int, float, bool, type(None))
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
-def _read(path: Union[str, Path], trusted: bool) -> Any:
+def _read(path: str | Path, trusted: bool) -> Any:
+    """The unpickled file: weights only unless `trusted`."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
@@ -28,15 +41,16 @@ def _read(path: Union[str, Path], trusted: bool) -> Any:
         if not trusted:
             raise CheckpointError(
                 f"checkpoint {path}: cannot be read safely (weights_only=True): {error}. If the file comes from a "
-                "source you trust and holds Python objects (e.g. Lightning hyper-parameters), load it with trusted=True."
+                "source you trust and holds Python objects (e.g. Lightning hyper-parameters), load it with "
+                "trusted=True."
             ) from error
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
+    except Exception as error:  # same variety of errors as above, now for a file that is not even a trusted pickle
         raise CheckpointError(f"checkpoint {path}: unreadable: {error}") from error
 
 
-def extract_state_dict(payload: Any) -> Dict[str, torch.Tensor]:
+def extract_state_dict(payload: Any) -> dict[str, torch.Tensor]:
     """Model keys (no prefix) from any of the three layouts."""
     if not isinstance(payload, Mapping):
         raise CheckpointError(f"checkpoint holds a {type(payload).__name__}, expected a dict")
@@ -49,7 +63,7 @@ def extract_state_dict(payload: Any) -> Dict[str, torch.Tensor]:
             continue
         for prefix in KNOWN_PREFIXES:
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
                 break
         out[key] = value
     if not out:
@@ -57,14 +71,64 @@ def extract_state_dict(payload: Any) -> Dict[str, torch.Tensor]:
     return out
 
 
-def config_from_checkpoint(payload: Any) -> Optional[DiffusionDriveConfig]:
-    """The config stored in our own format, or None for official checkpoints (which use the defaults)."""
+def _migrate_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: derived sizes left the config, `pose_interval_s` went, `variant` and `normalization` came.
+
+    Version 1 stored the anchor counts and the BEV semantic size as fields; they must equal what version 2 derives
+    from the input sizes, or the weights would not fit. A version 1 model always used the official normalisation,
+    ResNet-34 depths and widths, and was the navsim variant.
+    """
+    config = dict(payload["config"])
+    backbone = dict(config.get("backbone", {}))
+    camera_h, camera_w = backbone.get("camera_height", 256), backbone.get("camera_width", 1024)
+    lidar = backbone.get("lidar_resolution", 256)
+    derived = {
+        "img_vert_anchors": camera_h // OUTPUT_STRIDE,
+        "img_horz_anchors": camera_w // OUTPUT_STRIDE,
+        "lidar_vert_anchors": lidar // OUTPUT_STRIDE,
+        "lidar_horz_anchors": lidar // OUTPUT_STRIDE,
+    }
+    for name, value in derived.items():
+        if backbone.pop(name, value) != value:
+            raise CheckpointError(f"version 1 checkpoint: backbone.{name} is not the {value} its input size gives")
+    for name, value in (("bev_semantic_height", lidar // 2), ("bev_semantic_width", lidar)):
+        if config.pop(name, value) != value:
+            raise CheckpointError(f"version 1 checkpoint: {name} is not the {value} the LiDAR resolution gives")
+    config.pop("pose_interval_s", None)
+    config["backbone"] = backbone
+    config.setdefault("variant", "navsim")
+    return {**payload, "version": 2, "config": config}
+
+
+# Version -> function turning a payload of that version into one of the next version.
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate_v1}
+
+
+def migrate(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Our format of any known version, migrated step by step to FORMAT_VERSION."""
+    payload = dict(payload)
+    version = payload.get("version")
+    known = sorted(_MIGRATIONS) + [FORMAT_VERSION]
+    if version not in known or isinstance(version, bool):
+        raise CheckpointError(
+            f"checkpoint format version must be one of {known}, got {version!r} (written by a newer or foreign "
+            "diffusiondrive_ros? update this package)"
+        )
+    if not isinstance(payload.get("config"), Mapping):
+        raise CheckpointError("checkpoint 'config' is missing or not a dict")
+    while payload["version"] != FORMAT_VERSION:
+        payload = _MIGRATIONS[payload["version"]](payload)
+    return payload
+
+
+def config_from_checkpoint(payload: Any) -> DiffusionDriveConfig | None:
+    """The config stored in our own format (migrated), or None for the other layouts (which carry none)."""
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT_NAME:
         return None
-    fields = dict(payload["config"])
-    fields["backbone"] = BackboneConfig(**fields.get("backbone", {}))
-    fields["diffusion"] = DiffusionConfig(**fields.get("diffusion", {}))
-    return DiffusionDriveConfig(**fields)
+    try:
+        return DiffusionDriveConfig.from_dict(migrate(payload)["config"])
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint config is invalid: {error}") from error
 
 
 def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
@@ -72,28 +136,65 @@ def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+
+    def block(title: str, items: list[str]) -> str:
+        listed = ", ".join(items[:20]) + (" ..." if len(items) > 20 else "")
+        return f"\n  {title} ({len(items)}): {listed}" if items else ""
+
     if missing or unexpected or wrong:
-        def block(title, items):
-            return f"\n  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else "") if items else ""
-        raise CheckpointError("checkpoint does not match the DiffusionDrive model:"
-                              + block("missing keys", missing) + block("unexpected keys", unexpected)
-                              + block("wrong shapes", wrong))
+        raise CheckpointError(
+            "checkpoint does not match the DiffusionDrive model:"
+            + block("missing keys", missing)
+            + block("unexpected keys", unexpected)
+            + block("wrong shapes", wrong)
+        )
 
 
-def load_checkpoint(path: Union[str, Path], trusted: bool = False):
+def load_checkpoint(
+    path: str | Path, trusted: bool = False
+) -> tuple[dict[str, torch.Tensor], DiffusionDriveConfig | None]:
     """-> (state_dict without prefixes, config or None). Uses `torch.load(weights_only=True)` unless trusted."""
     payload = _read(path, trusted)
-    return extract_state_dict(payload), config_from_checkpoint(payload)
+    try:
+        return extract_state_dict(payload), config_from_checkpoint(payload)
+    except CheckpointError as error:
+        raise CheckpointError(f"checkpoint {path}: {error}") from error
 
 
-def save_checkpoint(path: Union[str, Path], model: nn.Module, config: DiffusionDriveConfig, **metadata: Any) -> None:
-    """Write our own format: plain tensors + config as primitive types, loadable with weights_only=True."""
-    torch.save({
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "config": dataclasses.asdict(config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": dict(metadata),
-    }, path)
+def _check_primitive(name: str, value: Any) -> None:
+    """Raise unless `value` is made of types `torch.load(weights_only=True)` reads back."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_primitive(f"{name}.{key}", item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_primitive(f"{name}[{index}]", item)
+    elif not isinstance(value, _PRIMITIVES):
+        raise ValueError(f"checkpoint metadata {name}: must be str, int, float, bool, None, list or dict, "
+                         f"got {type(value).__name__}")
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, config: DiffusionDriveConfig, **metadata: Any) -> None:
+    """Write our format (see the module docstring); `metadata` holds primitive values (step, epoch, dataset, ...).
+
+    The file is written next to `path` and renamed into place, so a reader never sees half a checkpoint.
+    """
+    _check_primitive("metadata", metadata)
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(
+        {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "config": config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "metadata": dict(metadata),
+        },
+        partial,
+    )
+    os.replace(partial, path)

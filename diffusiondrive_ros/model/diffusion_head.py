@@ -1,6 +1,8 @@
 """Truncated-diffusion trajectory head with the cascade diffusion decoder (DiffusionDrive, CVPR 2025)."""
+
+from __future__ import annotations
+
 import math
-from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,7 @@ POSE_EMBED_DIMS = 64  # sine embedding size of one (x, y) pose fed to the anchor
 class GridSampleCrossBEVAttention(nn.Module):
     """Each mode attends to BEV features bilinearly sampled at its own poses (softmax over the poses)."""
 
-    def __init__(self, embed_dims: int, num_points: int, bev_range: Tuple[float, float], in_bev_dims: int = 256):
+    def __init__(self, embed_dims: int, num_points: int, bev_range: tuple[float, float], in_bev_dims: int):
         super().__init__()
         self.num_points = num_points
         self.bev_range = bev_range
@@ -27,12 +29,13 @@ class GridSampleCrossBEVAttention(nn.Module):
         self.value_proj = nn.Sequential(nn.Conv2d(in_bev_dims, embed_dims, 3, padding=1), nn.ReLU(inplace=True))
 
     def forward(self, queries: torch.Tensor, points: torch.Tensor, bev_feature: torch.Tensor) -> torch.Tensor:
-        """queries (B, K, C), points (B, K, P, 2) metres x/y, bev_feature (B, C_bev, H, W)."""
+        """Queries (B, K, C), points (B, K, P, 2) metres x/y, bev_feature (B, C_bev, H, W)."""
         max_x, max_y = self.bev_range
         # grid_sample takes (width, height) coordinates: ego y runs along the BEV width, ego x along its height.
         grid = torch.stack([points[..., 1] / max_x, points[..., 0] / max_y], dim=-1)
         weights = self.attention_weights(queries).softmax(-1).unsqueeze(1)  # (B, 1, K, P)
-        sampled = F.grid_sample(self.value_proj(bev_feature), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        values = self.value_proj(bev_feature)
+        sampled = F.grid_sample(values, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out = (weights * sampled).sum(dim=-1).transpose(1, 2)  # (B, K, C)
         return self.dropout(self.output_proj(out)) + queries
 
@@ -64,7 +67,7 @@ class PlanningRefinementModule(nn.Module):
             nn.Linear(embed_dims, num_poses * 3),
         )
 
-    def forward(self, traj_feature: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, traj_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, k, _ = traj_feature.shape
         scores = self.plan_cls_branch(traj_feature).squeeze(-1)
         offsets = self.plan_reg_branch(traj_feature).view(b, k, self.num_poses, 3)
@@ -79,7 +82,8 @@ class CascadeDecoderLayer(nn.Module):
         d, heads = config.tf_d_model, config.tf_num_head
         self.dropout = nn.Dropout(0.1)
         self.dropout1 = nn.Dropout(0.1)
-        self.cross_bev_attention = GridSampleCrossBEVAttention(d, config.num_poses, (config.lidar_max_x, config.lidar_max_y))
+        bev_range = (config.lidar_max_x, config.lidar_max_y)
+        self.cross_bev_attention = GridSampleCrossBEVAttention(d, config.num_poses, bev_range, in_bev_dims=d)
         self.cross_agent_attention = nn.MultiheadAttention(d, heads, dropout=config.tf_dropout, batch_first=True)
         self.cross_ego_attention = nn.MultiheadAttention(d, heads, dropout=config.tf_dropout, batch_first=True)
         self.ffn = nn.Sequential(nn.Linear(d, config.tf_d_ffn), nn.ReLU(), nn.Linear(config.tf_d_ffn, d))
@@ -97,9 +101,10 @@ class CascadeDecoderLayer(nn.Module):
         agents_query: torch.Tensor,
         ego_query: torch.Tensor,
         time_embed: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.cross_bev_attention(traj_feature, points, bev_feature)
-        x = self.norm1(x + self.dropout(self.cross_agent_attention(x, agents_query, agents_query, need_weights=False)[0]))
+        agents = self.cross_agent_attention(x, agents_query, agents_query, need_weights=False)[0]
+        x = self.norm1(x + self.dropout(agents))
         x = self.norm2(x + self.dropout1(self.cross_ego_attention(x, ego_query, ego_query, need_weights=False)[0]))
         x = self.time_modulation(self.norm3(self.ffn(x)), time_embed)
         offsets, scores = self.task_decoder(x)
@@ -114,7 +119,16 @@ class CascadeDiffusionDecoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([CascadeDecoderLayer(config) for _ in range(config.decoder_layers)])
 
-    def forward(self, traj_feature, points, bev_feature, agents_query, ego_query, time_embed) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self,
+        traj_feature: torch.Tensor,
+        points: torch.Tensor,
+        bev_feature: torch.Tensor,
+        agents_query: torch.Tensor,
+        ego_query: torch.Tensor,
+        time_embed: torch.Tensor,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(poses, scores) of every layer; each layer starts from the previous layer's (detached) poses."""
         outputs = []
         for layer in self.layers:
             poses, scores = layer(traj_feature, points, bev_feature, agents_query, ego_query, time_embed)
@@ -123,7 +137,7 @@ class CascadeDiffusionDecoder(nn.Module):
         return outputs
 
 
-def _draw_device(generator: Optional[torch.Generator], device: torch.device) -> torch.device:
+def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
     return generator.device if generator is not None else device
 
 
@@ -135,26 +149,36 @@ class TrajectoryHead(nn.Module):
         d = config.tf_d_model
         self.config = config
         self.plan_anchor = nn.Parameter(torch.zeros(config.num_modes, config.num_poses, 2), requires_grad=False)
-        self.plan_anchor_encoder = nn.Sequential(*linear_relu_ln(d, 1, 1, POSE_EMBED_DIMS * config.num_poses), nn.Linear(d, d))
+        self.plan_anchor_encoder = nn.Sequential(
+            *linear_relu_ln(d, 1, 1, POSE_EMBED_DIMS * config.num_poses), nn.Linear(d, d)
+        )
         self.time_mlp = nn.Sequential(SinusoidalPosEmb(d), nn.Linear(d, d * 4), nn.Mish(), nn.Linear(d * 4, d))
         self.diff_decoder = CascadeDiffusionDecoder(config)
         diffusion = config.diffusion
         self.scheduler = TruncatedDDIMScheduler(diffusion.num_train_timesteps, diffusion.beta_start, diffusion.beta_end)
 
-    def _decode(self, points, timesteps, bev_feature, agents_query, ego_query) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    def _decode(
+        self,
+        points: torch.Tensor,
+        timesteps: torch.Tensor,
+        bev_feature: torch.Tensor,
+        agents_query: torch.Tensor,
+        ego_query: torch.Tensor,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Encode noisy anchor points + timestep and run the cascade decoder."""
         b, k = points.shape[:2]
-        traj_feature = self.plan_anchor_encoder(sine_position_embedding(points, POSE_EMBED_DIMS).flatten(-2)).view(b, k, -1)
+        pose_embedding = sine_position_embedding(points, POSE_EMBED_DIMS).flatten(-2)
+        traj_feature = self.plan_anchor_encoder(pose_embedding).view(b, k, -1)
         time_embed = self.time_mlp(timesteps).view(b, 1, -1)
         return self.diff_decoder(traj_feature, points, bev_feature, agents_query, ego_query, time_embed)
 
-    def draw_noise(self, batch: int, device: torch.device, generator: Optional[torch.Generator]) -> torch.Tensor:
+    def draw_noise(self, batch: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
         """Anchor noise drawn on the generator's device (reproducible across devices), moved to `device`."""
         shape = (batch,) + tuple(self.plan_anchor.shape)
         return torch.randn(shape, generator=generator, device=_draw_device(generator, device)).to(device)
 
     @staticmethod
-    def _modes(poses: torch.Tensor, scores: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def _modes(poses: torch.Tensor, scores: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every mode, its score and the best one (argmax of the raw score logits)."""
         best = scores.argmax(dim=-1)
         trajectory = poses[torch.arange(poses.shape[0], device=poses.device), best]
@@ -165,24 +189,24 @@ class TrajectoryHead(nn.Module):
         ego_query: torch.Tensor,
         agents_query: torch.Tensor,
         bev_feature: torch.Tensor,
-        noise: Optional[torch.Tensor] = None,
-        generator: Optional[torch.Generator] = None,
-    ) -> Dict[str, torch.Tensor]:
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Denoise from the truncation step in `inference_steps` DDIM steps; returns every mode of the last layer."""
         b, device = ego_query.shape[0], ego_query.device
         diffusion = self.config.diffusion
         if noise is None:
             noise = self.draw_noise(b, device, generator)
-        anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1))
+        anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1), self.config.normalization)
         truncation = torch.full((b,), diffusion.truncation_step, dtype=torch.long, device=device)
         sample = self.scheduler.add_noise(anchors, noise.to(device=device, dtype=anchors.dtype), truncation)
         step_poses = []
         for t in self.scheduler.inference_timesteps(diffusion.inference_steps, diffusion.inference_step_span):
-            points = denormalize_xy(sample.clamp(-1, 1))
+            points = denormalize_xy(sample.clamp(-1, 1), self.config.normalization)
             timesteps = torch.full((b,), t, dtype=torch.long, device=device)
             poses, scores = self._decode(points, timesteps, bev_feature, agents_query, ego_query)[-1]
             step_poses.append(poses)
-            sample = self.scheduler.step(normalize_xy(poses[..., :2]), t, sample)
+            sample = self.scheduler.step(normalize_xy(poses[..., :2], self.config.normalization), t, sample)
         return self._modes(poses, scores) | {"denoising_poses_reg": torch.stack(step_poses)}
 
     def forward_train(
@@ -190,14 +214,14 @@ class TrajectoryHead(nn.Module):
         ego_query: torch.Tensor,
         agents_query: torch.Tensor,
         bev_feature: torch.Tensor,
-        generator: Optional[torch.Generator] = None,
-    ) -> Dict[str, torch.Tensor]:
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Noise the anchors to a random timestep in [0, train_max_timestep) and decode; returns every layer."""
         b, device = ego_query.shape[0], ego_query.device
         timesteps = torch.randint(0, self.config.diffusion.train_max_timestep, (b,), generator=generator,
                                   device=_draw_device(generator, device)).to(device)
-        anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1))
+        anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1), self.config.normalization)
         noisy = self.scheduler.add_noise(anchors, self.draw_noise(b, device, generator), timesteps)
-        points = denormalize_xy(noisy.clamp(-1, 1))
+        points = denormalize_xy(noisy.clamp(-1, 1), self.config.normalization)
         layers = self._decode(points, timesteps, bev_feature, agents_query, ego_query)
         return self._modes(*layers[-1]) | {"layer_outputs": layers}

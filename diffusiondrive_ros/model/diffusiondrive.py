@@ -2,7 +2,8 @@
 
 Module and parameter names follow the official `V2TransfuserModel`, so the official checkpoint loads strictly.
 """
-from typing import Dict, Optional
+
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,10 @@ from .transfuser import TransfuserBackbone
 
 
 class DiffusionDrive(nn.Module):
-    """Camera (B,3,256,1024) + LiDAR BEV (B,1,256,256) + status (B,8) -> trajectory modes, scores, agents, BEV map."""
+    """Camera (B, 3, H, W) + LiDAR BEV (B, 1, R, R) + status (B, 8) -> trajectory modes, scores, agents, BEV map.
+
+    H, W and R are the config's camera_height, camera_width and lidar_resolution (navsim: 256, 1024, 256).
+    """
 
     def __init__(self, config: DiffusionDriveConfig = DiffusionDriveConfig()):
         super().__init__()
@@ -25,6 +29,7 @@ class DiffusionDrive(nn.Module):
         self.config = config
         self._query_splits = [1, config.num_bounding_boxes]
         self._backbone = TransfuserBackbone(config.backbone)
+        # One key/value token per cell of the fused last LiDAR stage, plus the ego status.
         bev_tokens = config.backbone.lidar_vert_anchors * config.backbone.lidar_horz_anchors
         self._keyval_embedding = nn.Embedding(bev_tokens + 1, d)
         self._query_embedding = nn.Embedding(sum(self._query_splits), d)
@@ -32,9 +37,14 @@ class DiffusionDrive(nn.Module):
         self._bev_downscale = nn.Conv2d(lidar_chs, d, kernel_size=1)
         self._status_encoding = nn.Linear(config.status_dims, d)
         self._bev_semantic_head = bev_semantic_head(
-            config.backbone.bev_features_channels, config.num_bev_classes, config.bev_semantic_height, config.bev_semantic_width
+            config.backbone.bev_features_channels,
+            config.num_bev_classes,
+            config.bev_semantic_height,
+            config.bev_semantic_width,
         )
-        decoder_layer = nn.TransformerDecoderLayer(d, config.tf_num_head, config.tf_d_ffn, config.tf_dropout, batch_first=True)
+        decoder_layer = nn.TransformerDecoderLayer(
+            d, config.tf_num_head, config.tf_d_ffn, config.tf_dropout, batch_first=True
+        )
         self._tf_decoder = nn.TransformerDecoder(decoder_layer, config.tf_num_layers)
         self._agent_head = AgentHead(d, config.tf_d_ffn, config.lidar_max_x)
         self._trajectory_head = TrajectoryHead(config)
@@ -42,15 +52,17 @@ class DiffusionDrive(nn.Module):
 
     @property
     def anchors(self) -> torch.Tensor:
+        """Trajectory anchors (num_modes, num_poses, 2) in metres, part of the state_dict."""
         return self._trajectory_head.plan_anchor
 
-    def encode(self, camera: torch.Tensor, lidar: torch.Tensor, status: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def encode(self, camera: torch.Tensor, lidar: torch.Tensor, status: torch.Tensor) -> dict[str, torch.Tensor]:
         """Everything before the trajectory head: queries, the BEV map it attends to, agents and BEV semantics."""
         b = status.shape[0]
         bev_upscale, fused = self._backbone(camera, lidar)
         bev_h, bev_w = bev_upscale.shape[2:]
         tokens = self._bev_downscale(fused).flatten(2).transpose(1, 2)
-        keyval = torch.cat([tokens, self._status_encoding(status)[:, None]], dim=1) + self._keyval_embedding.weight[None]
+        keyval = torch.cat([tokens, self._status_encoding(status)[:, None]], dim=1)
+        keyval = keyval + self._keyval_embedding.weight[None]
 
         token_map = keyval[:, :-1].transpose(1, 2).reshape(b, -1, *fused.shape[2:])
         token_map = F.interpolate(token_map, size=(bev_h, bev_w), mode="bilinear", align_corners=False)
@@ -69,10 +81,10 @@ class DiffusionDrive(nn.Module):
         camera: torch.Tensor,
         lidar: torch.Tensor,
         status: torch.Tensor,
-        noise: Optional[torch.Tensor] = None,
-        generator: Optional[torch.Generator] = None,
-        target_trajectory: Optional[torch.Tensor] = None,
-    ) -> Dict[str, torch.Tensor]:
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        target_trajectory: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Inference in eval mode (truncated DDIM); in train mode also returns `trajectory_loss` when a target is given.
 
         noise: (B, K, P, 2) normalised-space noise for the anchors; drawn from `generator` when None.
@@ -85,8 +97,11 @@ class DiffusionDrive(nn.Module):
             traj = head.forward_train(*queries, generator=generator)
             if target_trajectory is not None:
                 traj["trajectory_loss"] = cascade_loss(
-                    traj["layer_outputs"], target_trajectory, self.anchors,
-                    self.config.trajectory_cls_weight, self.config.trajectory_reg_weight,
+                    traj["layer_outputs"],
+                    target_trajectory,
+                    self.anchors,
+                    self.config.trajectory_cls_weight,
+                    self.config.trajectory_reg_weight,
                 )
         else:
             traj = head.forward_test(*queries, noise=noise, generator=generator)

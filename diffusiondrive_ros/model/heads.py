@@ -1,6 +1,8 @@
 """Auxiliary perception heads of the TransFuser model: agent boxes and the BEV semantic map."""
+
+from __future__ import annotations
+
 import math
-from typing import Dict
 
 import torch
 from torch import nn
@@ -17,7 +19,7 @@ class AgentHead(nn.Module):
         self._mlp_states = nn.Sequential(nn.Linear(d_model, d_ffn), nn.ReLU(), nn.Linear(d_ffn, BOX_DIMS))
         self._mlp_label = nn.Sequential(nn.Linear(d_model, 1))
 
-    def forward(self, agents_query: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, agents_query: torch.Tensor) -> dict[str, torch.Tensor]:
         raw = self._mlp_states(agents_query)
         states = torch.cat([raw[..., :2].tanh() * self.xy_range, raw[..., 2:3].tanh() * math.pi, raw[..., 3:]], dim=-1)
         return {"agent_states": states, "agent_labels": self._mlp_label(agents_query).squeeze(-1)}

@@ -1,14 +1,16 @@
 """Small building blocks shared by the DiffusionDrive heads."""
+
+from __future__ import annotations
+
 import math
-from typing import List, Optional
 
 import torch
 from torch import nn
 
 
-def linear_relu_ln(embed_dims: int, in_loops: int, out_loops: int, input_dims: Optional[int] = None) -> List[nn.Module]:
+def linear_relu_ln(embed_dims: int, in_loops: int, out_loops: int, input_dims: int | None = None) -> list[nn.Module]:
     """`out_loops` x ([Linear, ReLU] x `in_loops`, LayerNorm), the official MLP pattern (module indices matter)."""
-    layers: List[nn.Module] = []
+    layers: list[nn.Module] = []
     input_dims = embed_dims if input_dims is None else input_dims
     for _ in range(out_loops):
         for _ in range(in_loops):

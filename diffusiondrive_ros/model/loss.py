@@ -1,11 +1,16 @@
 """Official DiffusionDrive trajectory loss: focal classification of the anchor nearest the ground truth + L1."""
-from typing import Sequence, Tuple
+
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
+def sigmoid_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25
+) -> torch.Tensor:
     """Mean sigmoid focal loss (Lin et al. 2017) over all elements."""
     prob = logits.sigmoid()
     targets = targets.type_as(logits)
@@ -15,7 +20,7 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float
 
 
 def nearest_anchor(target: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """Index of the anchor with the smallest mean L2 distance to the target poses: target (B, P, 3), anchors (K, P, 2)."""
+    """Index of the anchor nearest (mean L2 over poses) to the target: target (B, P, 3), anchors (K, P, 2)."""
     return torch.linalg.norm(target[:, None, :, :2] - anchors[None], dim=-1).mean(dim=-1).argmin(dim=-1)
 
 
@@ -35,7 +40,7 @@ def trajectory_loss(
 
 
 def cascade_loss(
-    layer_outputs: Sequence[Tuple[torch.Tensor, torch.Tensor]],
+    layer_outputs: Sequence[tuple[torch.Tensor, torch.Tensor]],
     target: torch.Tensor,
     anchors: torch.Tensor,
     cls_weight: float = 10.0,

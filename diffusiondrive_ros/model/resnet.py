@@ -1,5 +1,11 @@
-"""ResNet-34 feature extractor with timm's parameter names (`timm.create_model('resnet34', features_only=True)`)."""
-from typing import List, Sequence
+"""ResNet (BasicBlock) feature extractor with timm's parameter names.
+
+The default depths and widths are `timm.create_model('resnet34', features_only=True)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -31,23 +37,29 @@ class BasicBlock(nn.Module):
 
 
 class ResNetFeatures(nn.Module):
-    """ResNet trunk without classifier; `stages()` yields the stem and the four stages one at a time."""
+    """ResNet trunk without classifier; `stem()` and `stage(i)` run one part at a time so TransFuser can fuse between.
 
-    def __init__(self, in_chans: int = 3, layers: Sequence[int] = (3, 4, 6, 3), widths: Sequence[int] = (64, 128, 256, 512)):
+    depths = blocks per stage ((3, 4, 6, 3) is ResNet-34, (2, 2, 2, 2) ResNet-18); the stem has widths[0] channels.
+    """
+
+    def __init__(
+        self, in_chans: int = 3, depths: Sequence[int] = (3, 4, 6, 3), widths: Sequence[int] = (64, 128, 256, 512)
+    ):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(in_chans, widths[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
         self.act1 = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        in_channels = 64
-        for index, (depth, width) in enumerate(zip(layers, widths)):
+        in_channels = widths[0]
+        for index, (depth, width) in enumerate(zip(depths, widths)):
             stride = 1 if index == 0 else 2
             blocks = [BasicBlock(in_channels, width, stride)] + [BasicBlock(width, width) for _ in range(depth - 1)]
             self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
             in_channels = width
-        self.stage_channels: List[int] = list(widths)
+        self.stage_channels: list[int] = list(widths)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Strided 7x7 convolution, batch norm and ReLU (half resolution)."""
         return self.act1(self.bn1(self.conv1(x)))
 
     def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +68,3 @@ class ResNetFeatures(nn.Module):
             x = self.maxpool(x)
         return getattr(self, f"layer{index + 1}")(x)
 
-
-def resnet34_features(in_chans: int = 3) -> ResNetFeatures:
-    return ResNetFeatures(in_chans=in_chans, layers=(3, 4, 6, 3))

@@ -4,7 +4,8 @@ Numerically identical to diffusers' `DDIMScheduler(beta_schedule="scaled_linear"
 with `clip_sample=True`, `set_alpha_to_one=True` and `set_timesteps(num_train_timesteps)`, which is how the
 official head uses it; kept free of networks and of diffusers itself.
 """
-from typing import List
+
+from __future__ import annotations
 
 import numpy as np
 import torch
@@ -37,6 +38,6 @@ class TruncatedDDIMScheduler:
         return alpha_prev**0.5 * clean + (1 - alpha_prev) ** 0.5 * epsilon
 
     @staticmethod
-    def inference_timesteps(steps: int, span: int) -> List[int]:
+    def inference_timesteps(steps: int, span: int) -> list[int]:
         """Timesteps the denoising loop visits, largest first (official: round(arange(steps) * span / steps))."""
         return [int(t) for t in (np.arange(steps) * (span / steps)).round()[::-1]]

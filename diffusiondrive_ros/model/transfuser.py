@@ -1,12 +1,13 @@
-"""TransFuser backbone: camera and LiDAR ResNet-34 branches fused by a GPT after each stage, plus a BEV FPN."""
-from typing import Tuple
+"""TransFuser backbone: camera and LiDAR ResNet branches fused by a GPT after each stage, plus a BEV FPN."""
+
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import BackboneConfig
-from .resnet import resnet34_features
+from .config import NUM_STAGES, BackboneConfig
+from .resnet import ResNetFeatures
 
 
 class SelfAttention(nn.Module):
@@ -61,12 +62,11 @@ class GPT(nn.Module):
         num_tokens = self.num_image_tokens + config.lidar_vert_anchors * config.lidar_horz_anchors
         self.pos_emb = nn.Parameter(torch.zeros(1, num_tokens, n_embd))
         self.drop = nn.Dropout(config.gpt_dropout)
-        self.blocks = nn.Sequential(
-            *[Block(n_embd, config.gpt_heads, config.gpt_block_exp, config.gpt_dropout) for _ in range(config.gpt_layers)]
-        )
+        block = (n_embd, config.gpt_heads, config.gpt_block_exp, config.gpt_dropout)
+        self.blocks = nn.Sequential(*(Block(*block) for _ in range(config.gpt_layers)))
         self.ln_f = nn.LayerNorm(n_embd)
 
-    def forward(self, image: torch.Tensor, lidar: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, lidar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = lidar.shape[0]
         (img_h, img_w), (lidar_h, lidar_w) = image.shape[2:], lidar.shape[2:]
         tokens = torch.cat([image.flatten(2).transpose(1, 2), lidar.flatten(2).transpose(1, 2)], dim=1)
@@ -82,17 +82,17 @@ class TransfuserBackbone(nn.Module):
     def __init__(self, config: BackboneConfig):
         super().__init__()
         self.config = config
-        self.image_encoder = resnet34_features(config.image_channels)
-        self.lidar_encoder = resnet34_features(config.lidar_channels)
+        self.image_encoder = ResNetFeatures(config.image_channels, config.depths, config.widths)
+        self.lidar_encoder = ResNetFeatures(config.lidar_channels, config.depths, config.widths)
         self.avgpool_img = nn.AdaptiveAvgPool2d((config.img_vert_anchors, config.img_horz_anchors))
         self.avgpool_lidar = nn.AdaptiveAvgPool2d((config.lidar_vert_anchors, config.lidar_horz_anchors))
         image_chs, lidar_chs = self.image_encoder.stage_channels, self.lidar_encoder.stage_channels
         self.transformers = nn.ModuleList([GPT(c, config) for c in image_chs])
-        self.lidar_channel_to_img = nn.ModuleList([nn.Conv2d(l, i, 1) for l, i in zip(lidar_chs, image_chs)])
-        self.img_channel_to_lidar = nn.ModuleList([nn.Conv2d(i, l, 1) for i, l in zip(image_chs, lidar_chs)])
+        self.lidar_channel_to_img = nn.ModuleList([nn.Conv2d(li, im, 1) for li, im in zip(lidar_chs, image_chs)])
+        self.img_channel_to_lidar = nn.ModuleList([nn.Conv2d(im, li, 1) for im, li in zip(image_chs, lidar_chs)])
 
         channel = config.bev_features_channels
-        bev_size = config.lidar_resolution // config.bev_down_sample_factor
+        bev_size = config.bev_feature_size
         self.relu = nn.ReLU(inplace=True)
         self.upsample = nn.Upsample(scale_factor=config.bev_upsample_factor, mode="bilinear", align_corners=False)
         self.upsample2 = nn.Upsample(size=(bev_size, bev_size), mode="bilinear", align_corners=False)
@@ -105,7 +105,7 @@ class TransfuserBackbone(nn.Module):
         p4 = self.relu(self.up_conv5(self.upsample(p5)))
         return self.relu(self.up_conv4(self.upsample2(p4)))
 
-    def fuse(self, image: torch.Tensor, lidar: torch.Tensor, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def fuse(self, image: torch.Tensor, lidar: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Exchange information between the branches through the stage's GPT at anchor resolution."""
         image_tokens = self.avgpool_img(image)
         lidar_tokens = self.lidar_channel_to_img[index](self.avgpool_lidar(lidar))
@@ -115,9 +115,9 @@ class TransfuserBackbone(nn.Module):
         lidar = lidar + F.interpolate(lidar_out, size=lidar.shape[2:], mode="bilinear", align_corners=False)
         return image, lidar
 
-    def forward(self, image: torch.Tensor, lidar: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, lidar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         image, lidar = self.image_encoder.stem(image), self.lidar_encoder.stem(lidar)
-        for index in range(4):
+        for index in range(NUM_STAGES):
             image = self.image_encoder.stage(index, image)
             lidar = self.lidar_encoder.stage(index, lidar)
             image, lidar = self.fuse(image, lidar, index)

@@ -1,13 +1,19 @@
 """Deterministic seeded weights (the reference fixtures' rule): the built-in default when no checkpoint is given.
 
-Every tensor depends only on (seed, key, shape), so any process reproduces the same model without files.
+Every tensor depends only on (seed, key, shape), so any process reproduces the same model of any variant without files.
 """
+
+from __future__ import annotations
+
 import zlib
-from typing import Dict
 
 import numpy as np
 import torch
 from torch import nn
+
+from .anchors import arc_anchors
+from .config import DiffusionDriveConfig
+from .diffusiondrive import DiffusionDrive
 
 
 def seeded_tensor(key: str, shape: tuple, seed: int) -> np.ndarray:
@@ -28,7 +34,7 @@ def seeded_tensor(key: str, shape: tuple, seed: int) -> np.ndarray:
     return value.astype(np.float32)
 
 
-def seeded_state_dict(model: nn.Module, seed: int, anchors: torch.Tensor) -> Dict[str, torch.Tensor]:
+def seeded_state_dict(model: nn.Module, seed: int, anchors: torch.Tensor) -> dict[str, torch.Tensor]:
     """Seeded values for every key of `model`; the trajectory anchors are taken as given, not drawn."""
     out = {}
     for key, value in model.state_dict().items():
@@ -37,3 +43,14 @@ def seeded_state_dict(model: nn.Module, seed: int, anchors: torch.Tensor) -> Dic
         else:
             out[key] = torch.from_numpy(seeded_tensor(key, tuple(value.shape), seed))
     return out
+
+
+def seeded_model(
+    config: DiffusionDriveConfig = DiffusionDriveConfig(), seed: int = 0, anchors: torch.Tensor | None = None
+) -> DiffusionDrive:
+    """A DiffusionDrive of `config` with seeded weights, in eval mode; anchors default to `arc_anchors`."""
+    model = DiffusionDrive(config)
+    if anchors is None:
+        anchors = torch.from_numpy(arc_anchors(config.num_modes, config.num_poses))
+    model.load_state_dict(seeded_state_dict(model, seed, anchors), strict=True)
+    return model.eval()

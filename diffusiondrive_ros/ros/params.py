@@ -60,11 +60,16 @@ def pipeline_config(p: dict) -> PipelineConfig:
     )
 
 
+def camera_rig(p: dict) -> CameraRigConfig:
+    """The camera crop of the parameters (the output size comes from the model), for the planner and the dataset."""
+    return CameraRigConfig(crop_top=p["camera_crop_top"], crop_bottom=p["camera_crop_bottom"],
+                           side_crop=p["camera_side_crop"])
+
+
 def planner_from_parameters(p: dict) -> Planner:
-    rig = CameraRigConfig(crop_top=p["camera_crop_top"], crop_bottom=p["camera_crop_bottom"], side_crop=p["camera_side_crop"])
     return Planner.from_checkpoint(p["checkpoint"] or None, device=p["device"], precision=p["precision"],
                                    anchors=p["anchors"] or None, seed=p["seed"], trusted=p["trusted_checkpoint"],
-                                   camera_config=rig)
+                                   camera_config=camera_rig(p))
 
 
 def load_params_file(path: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

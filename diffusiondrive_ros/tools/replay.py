@@ -130,7 +130,8 @@ class BagFrames:
                 if self.clouds % self.every == 0:
                     self.pending.append((message, cloud))
                 self.clouds += 1
-        except ConversionError as error:
+        # rclpy raises RMWError, a RuntimeError, for bytes that are not the CDR of the topic's message type.
+        except (ConversionError, RuntimeError) as error:
             self.pipeline.stats.count_skipped(FrameSkipped("bad_message", f"{topic}: {error}"))
         return self._ready(message.timestamp_ns)
 

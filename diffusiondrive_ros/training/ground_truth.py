@@ -46,3 +46,30 @@ class OdometryTrack:
         c, s = math.cos(yaw[0]), math.sin(yaw[0])
         heading = (yaw[1:] - yaw[0] + math.pi) % (2 * math.pi) - math.pi
         return np.column_stack([c * dx + s * dy, -s * dx + c * dy, heading])
+
+
+COMMAND_LEFT, COMMAND_STRAIGHT, COMMAND_RIGHT = 0, 1, 2
+"""Driving commands as the status feature's one-hot index (3, unknown, is never derived)."""
+
+STRAIGHT_MAX_HEADING_RAD = 0.2
+"""Largest |heading change| over the horizon that still counts as driving straight."""
+
+STRAIGHT_MAX_LATERAL_M = 2.0
+"""Largest |lateral offset| at the end of the horizon that still counts as driving straight (about half a lane)."""
+
+
+def derive_command(future: np.ndarray, max_heading_rad: float = STRAIGHT_MAX_HEADING_RAD,
+                   max_lateral_m: float = STRAIGHT_MAX_LATERAL_M) -> int:
+    """The driving command a route would have given for a ground-truth future, for recordings without commands.
+
+    Rule on the last pose of the (P, 3) ego-frame future (4 s ahead for the planner's horizon): straight when
+    |heading| < max_heading_rad and |y| < max_lateral_m; otherwise a turn, left for a positive sign and right for a
+    negative one, the sign being the heading's when |heading| >= max_heading_rad (turns) and else y's (lane changes,
+    S-bends). y points left and headings turn counter-clockwise, so positive means left.
+    """
+    _, y, heading = np.asarray(future, dtype=np.float64)[-1, :3]
+    if abs(heading) >= max_heading_rad:
+        return COMMAND_LEFT if heading > 0 else COMMAND_RIGHT
+    if abs(y) >= max_lateral_m:
+        return COMMAND_LEFT if y > 0 else COMMAND_RIGHT
+    return COMMAND_STRAIGHT
