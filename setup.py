@@ -23,6 +23,7 @@ TOOLS = [
     "transforms3d==0.4.2",
     "imageio-ffmpeg",
     "tqdm",
+    "tensorboard",  # optional: `train` writes TensorBoard events when it is installed
 ]
 
 setup(
@@ -36,13 +37,15 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
     ],
-    package_data={PACKAGE: ["config/*.yaml"]},
+    package_data={PACKAGE: ["config/*.yaml", "weights/*.pt"]},
     python_requires=">=3.10",
     install_requires=["numpy", "torch>=2.1", "opencv-python-headless", "pyyaml", "setuptools"],
     extras_require={
         "ros": ROS_WHEELS,
         "tools": TOOLS,
-        "dev": ROS_WHEELS + TOOLS + ["pytest", "pytest-xdist", "pytest-timeout", "colcon-common-extensions==0.3.0"],
+        "dev": ROS_WHEELS + TOOLS + [
+            "pytest", "pytest-xdist", "pytest-timeout", "ruff==0.17.6", "colcon-common-extensions==0.3.0",
+        ],
     },
     tests_require=["pytest"],
     zip_safe=True,

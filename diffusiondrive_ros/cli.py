@@ -6,13 +6,17 @@ import sys
 # subcommand -> (module with add_arguments(parser) and run(args), one-line help); only the chosen one is imported.
 SUBCOMMANDS = {
     "demo": ("diffusiondrive_ros.demo", "make a synthetic drive, replay it through the planner, render pictures"),
-    "node": ("diffusiondrive_ros.ros.node", "run the ROS 2 node (same as `ros2 run diffusiondrive_ros diffusiondrive_node`)"),
+    "node": ("diffusiondrive_ros.ros.node",
+             "run the ROS 2 node (same as `ros2 run diffusiondrive_ros diffusiondrive_node`)"),
     "make-drive": ("diffusiondrive_ros.tools.synthetic_drive", "write a deterministic synthetic drive as a rosbag2"),
     "replay": ("diffusiondrive_ros.tools.replay", "plan every frame of a rosbag2 offline: bag in -> bag out"),
     "play": ("diffusiondrive_ros.tools.player", "publish a rosbag2 into the live ROS graph with /clock"),
     "render": ("diffusiondrive_ros.tools.render", "PNG frames and an MP4 of the planner's modes from a bag"),
     "dataset": ("diffusiondrive_ros.tools.dataset_builder", "build a training dataset (features + futures) from bags"),
     "anchors": ("diffusiondrive_ros.training.anchors_cli", "K-means trajectory anchors (.npy + PNG) from a dataset"),
+    "train": ("diffusiondrive_ros.training.train", "train or fine-tune the planner on a dataset (also under torchrun)"),
+    "eval": ("diffusiondrive_ros.tools.evaluate", "open-loop metrics of the planner on bags vs kinematic baselines"),
+    "export": ("diffusiondrive_ros.export", "export a checkpoint for deployment (float16 copy of our format)"),
     "bench": ("diffusiondrive_ros.bench", "time the hot paths as ratios to baselines measured in the same run"),
 }
 

@@ -32,7 +32,10 @@ class CameraRigConfig:
 
     Defaults are NAVSIM's 1920x1080 rig: 28 rows off the top and bottom of every
     camera and 416 columns off both sides of the side cameras, giving a 4:1
-    panorama that is resized to 1024x256.
+    panorama that is resized to 1024x256. Crops are given in pixels of a
+    ``reference_width`` x ``reference_height`` image and scale with each
+    camera's own size, so the same rig at another resolution crops the same
+    field of view (exactly the given pixels at the reference size).
     """
 
     crop_top: int = 28
@@ -40,8 +43,19 @@ class CameraRigConfig:
     side_crop: int = 416
     output_width: int = 1024
     output_height: int = 256
+    reference_width: int = 1920
+    reference_height: int = 1080
+
+    def crops(self, height: int, width: int) -> tuple[int, int, int]:
+        """(top, bottom, side) crop in pixels of a height x width image."""
+        rows, cols = height / self.reference_height, width / self.reference_width
+        return round(self.crop_top * rows), round(self.crop_bottom * rows), round(self.side_crop * cols)
 
     def __post_init__(self) -> None:
+        for name in ("reference_width", "reference_height"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"CameraRigConfig.{name} must be a positive int, got {value!r}")
         for name in ("crop_top", "crop_bottom", "side_crop"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
@@ -116,8 +130,9 @@ def _check_image(name: str, image: np.ndarray, config: CameraRigConfig, side: bo
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         got = f"dtype {image.dtype}, shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"{name} camera: expected an RGB uint8 array of shape (H, W, 3), got {got}")
-    min_rows = config.crop_top + config.crop_bottom + 1
-    min_cols = 2 * config.side_crop + 1 if side else 1
+    top, bottom, side_crop = config.crops(*image.shape[:2])
+    min_rows = top + bottom + 1
+    min_cols = 2 * side_crop + 1 if side else 1
     if image.shape[0] < min_rows or image.shape[1] < min_cols:
         raise ValueError(
             f"{name} camera: image of {image.shape[1]}x{image.shape[0]} (WxH) is too small for the crop; "
@@ -129,11 +144,12 @@ def stitch_cameras(
     left: np.ndarray, front: np.ndarray, right: np.ndarray, config: CameraRigConfig = CameraRigConfig()
 ) -> np.ndarray:
     """Crop, stitch left|front|right and resize; returns (output_height, output_width, 3) uint8 RGB."""
+    crops = []
     for name, image in zip(_CAMERA_NAMES, (left, front, right)):
         _check_image(name, image, config, side=name != "front")
-    rows = slice(config.crop_top, None if config.crop_bottom == 0 else -config.crop_bottom)
-    cols = slice(config.side_crop, None if config.side_crop == 0 else -config.side_crop)
-    crops = (left[rows, cols], front[rows], right[rows, cols])
+        top, bottom, side_crop = config.crops(*image.shape[:2])
+        rows = slice(top, image.shape[0] - bottom)
+        crops.append(image[rows] if name == "front" else image[rows, side_crop:image.shape[1] - side_crop])
     heights = {name: crop.shape[0] for name, crop in zip(_CAMERA_NAMES, crops)}
     if len(set(heights.values())) != 1:
         raise ValueError(f"cameras have different heights after cropping: {heights}")

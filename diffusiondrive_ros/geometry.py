@@ -9,7 +9,8 @@ import numpy as np
 
 def rotation_from_euler(roll: float, pitch: float, yaw: float) -> np.ndarray:
     """3x3 rotation of REP-103 static-frame X-Y-Z angles: R = Rz(yaw) @ Ry(pitch) @ Rx(roll), as in URDF and tf2."""
-    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
+    cr, sr, cp, sp, cy, sy = (math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch),
+                              math.cos(yaw), math.sin(yaw))
     return np.array([
         [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
         [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],

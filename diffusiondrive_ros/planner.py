@@ -20,7 +20,10 @@ from .model.weights import seeded_model
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SEEDED = "seeded"
-"""`Planner.from_checkpoint(SEEDED)`: deterministic seeded weights (untrained; for tests, demos and benchmarks)."""
+"""`Planner.from_checkpoint(SEEDED)`: deterministic seeded weights (untrained; for tests and benchmarks)."""
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "compact_synthetic.pt"
+"""The built-in default: the compact model trained on synthetic drives by the README's recipe (package data)."""
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Planner:
         camera_config: CameraRigConfig = CameraRigConfig(),
         lidar_config: LidarBevConfig = LidarBevConfig(),
         weights_source: str = "",
+        seeded: bool = False,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -86,6 +90,7 @@ class Planner:
         self.camera_config = camera_config_for(model.config, camera_config)
         self.lidar_config = lidar_config_for(model.config, lidar_config)
         self.weights_source = weights_source
+        self.seeded = seeded  # seeded random weights exercise the network but are not a driving policy
         self.num_parameters = sum(p.numel() for p in model.parameters())
 
     @classmethod
@@ -104,13 +109,14 @@ class Planner:
 
         path: our checkpoint (rebuilds its exact model: variant, sizes, anchors, normalisation), the official
             Lightning checkpoint or a plain state_dict; `SEEDED` ("seeded") = deterministic seeded weights drawn
-            from `seed`; None or "" = the built-in default, for now the seeded weights.
+            from `seed`; None or "" = the built-in default, DEFAULT_CHECKPOINT (the trained compact model).
         variant: the model config of weights that carry none (seeded, official or plain state_dict): a registered
             variant name, a YAML/JSON file or a config; None = navsim. Refused if it differs from our checkpoint's.
         anchors: optional K-means `.npy` (K, P, 2) replacing the checkpoint's anchors.
         """
         config = None if variant is None else _resolve_config(variant)
-        if not path or path == SEEDED:
+        path = path or DEFAULT_CHECKPOINT
+        if path == SEEDED:
             model = seeded_model(config or model_config("navsim"), seed)
             state = model.state_dict()
             source = f"built-in seeded weights (seed {seed})"
@@ -128,7 +134,7 @@ class Planner:
             source += f" + anchors {anchors}"
         check_compatible(model, state)
         model.load_state_dict(state, strict=True)
-        return cls(model, device=device, precision=precision, weights_source=source, **kwargs)
+        return cls(model, device=device, precision=precision, weights_source=source, seeded=path == SEEDED, **kwargs)
 
     def describe(self) -> str:
         """Device, precision (and why it differs from the request), the model variant and sizes, and the weights."""

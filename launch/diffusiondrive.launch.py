@@ -1,7 +1,7 @@
-"""Launch the DiffusionDrive planner node, optionally with RViz.
+r"""Launch the DiffusionDrive planner node, optionally with RViz.
 
     ros2 launch diffusiondrive_ros diffusiondrive.launch.py
-    ros2 launch diffusiondrive_ros diffusiondrive.launch.py camera_transport:=compressed \\
+    ros2 launch diffusiondrive_ros diffusiondrive.launch.py camera_transport:=compressed \
         rviz:=true pointcloud_topic:=/sensing/lidar/points namespace:=planner_a
 
 The node's topics are private (``~/input/*``, ``~/output/*``) and remapped here to the topics
@@ -14,7 +14,7 @@ Raw 1920x1080 images over best-effort QoS need the Fast DDS profile in
 
 Where ``launch`` is not installed (ROS 2 from PyPI) the same node starts with
 
-    diffusiondrive-ros node --ros-args --params-file config/diffusiondrive.yaml \\
+    diffusiondrive-ros node --ros-args --params-file config/diffusiondrive.yaml \
         -r ~/input/pointcloud:=/lidar/points ...
 """
 import os

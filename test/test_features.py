@@ -238,7 +238,8 @@ def test_camera_feature_matches_torchvision_to_tensor_arithmetic() -> None:
 
 
 def test_non_default_rig() -> None:
-    config = CameraRigConfig(crop_top=40, crop_bottom=0, side_crop=200, output_width=512, output_height=128)
+    config = CameraRigConfig(crop_top=40, crop_bottom=0, side_crop=200, output_width=512, output_height=128,
+                             reference_width=1280, reference_height=720)
     rng = np.random.default_rng(13)
     left, front, right = (rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(3))
     manual = cv2.resize(np.concatenate([left[40:, 200:-200], front[40:], right[40:, 200:-200]], axis=1), (512, 128))
@@ -246,7 +247,8 @@ def test_non_default_rig() -> None:
     assert feature.shape == (3, 128, 512)
     np.testing.assert_array_equal(feature, manual.transpose(2, 0, 1).astype(np.float32) / np.float32(255))
 
-    identity = CameraRigConfig(crop_top=40, crop_bottom=0, side_crop=200, output_width=3040, output_height=680)
+    identity = CameraRigConfig(crop_top=40, crop_bottom=0, side_crop=200, output_width=3040, output_height=680,
+                               reference_width=1280, reference_height=720)
     encoded = [encoded_camera(camera_id, 720, 1280) for camera_id in range(3)]
     camera_id, rows, cols = decode(stitch_cameras(*encoded, identity))
     assert rows[:, 0].tolist() == list(range(40, 720))
@@ -272,9 +274,9 @@ GOOD = np.zeros((1080, 1920, 3), dtype=np.uint8)
         (2, np.zeros((1080, 1920, 4), dtype=np.uint8), "right camera.*\\(H, W, 3\\)"),
         (1, np.zeros((1080, 1920, 3), dtype=np.float32), "front camera.*float32"),
         (0, [[[0, 0, 0]]], "left camera.*list"),
-        (0, np.zeros((1080, 832, 3), dtype=np.uint8), "left camera.*too small"),
-        (1, np.zeros((56, 1920, 3), dtype=np.uint8), "front camera.*too small"),
-        (2, np.zeros((1000, 1920, 3), dtype=np.uint8), "different heights.*'right': 944"),
+        (0, np.zeros((1080, 0, 3), dtype=np.uint8), "left camera.*too small"),
+        (1, np.zeros((0, 1920, 3), dtype=np.uint8), "front camera.*too small"),
+        (2, np.zeros((1000, 1920, 3), dtype=np.uint8), "different heights.*'right': 948"),
     ],
 )
 def test_camera_rejects_bad_images(position: int, image: object, message: str) -> None:
@@ -359,3 +361,19 @@ def test_features_equal_the_official_feature_builder() -> None:
     for name in ("camera_feature", "lidar_feature", "status_feature"):
         assert out[name].shape == frame[name].shape and out[name].dtype == frame[name].dtype, name
         np.testing.assert_array_equal(out[name], frame[name], err_msg=name)
+
+
+def test_crops_scale_with_the_camera_size() -> None:
+    """A rig at half the reference size crops half the pixels: the same field of view as at 1920x1080."""
+    config = CameraRigConfig()
+    assert config.crops(1080, 1920) == (28, 28, 416)
+    assert config.crops(540, 960) == (14, 14, 208)
+    full = [np.zeros((1080, 1920, 3), np.uint8) for _ in range(3)]
+    half = [np.zeros((540, 960, 3), np.uint8) for _ in range(3)]
+    for image, scale in [(full[0], 1), (half[0], 2)]:
+        image[:, : 416 // scale] = RED  # the left camera's cropped margin
+        image[28 // scale : -28 // scale, 416 // scale : -416 // scale] = GREEN
+    for images in (full, half):
+        panorama = stitch_cameras(*images, config)
+        left_part = panorama[:, : panorama.shape[1] * 1088 // 4096 - 2]  # 1920 - 2 * 416 of 1088 + 1920 + 1088
+        assert (left_part[..., 1] > 200).all() and (panorama[..., 0] == 0).all()

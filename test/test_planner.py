@@ -42,7 +42,8 @@ def test_plan_equals_model_on_the_same_features(planner, parity_model, frame):
     features = build_features(**frame)
     noise = torch.randn((1, 20, 8, 2), generator=frame_generator(0, 7))
     with torch.no_grad():
-        out = parity_model(*[torch.from_numpy(features[k])[None] for k in ("camera_feature", "lidar_feature", "status_feature")], noise=noise)
+        out = parity_model(*[torch.from_numpy(features[k])[None]
+                             for k in ("camera_feature", "lidar_feature", "status_feature")], noise=noise)
     result = planner.plan(**frame, generator=frame_generator(0, 7))
     np.testing.assert_allclose(result.modes, out["all_poses_reg"][0].numpy(), atol=1e-5)
     assert result.best_index == int(out["best_index"][0])

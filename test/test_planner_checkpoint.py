@@ -89,8 +89,10 @@ def test_seeded_weights_for_any_variant_on_request():
     assert result.modes.shape == (20, 8, 3)
 
 
-def test_default_is_still_the_seeded_navsim_model():
-    assert Planner.from_checkpoint(None, device="cpu").model.config == model_config("navsim")
+def test_seeded_weights_are_explicit_and_default_to_navsim():
+    default, seeded = Planner.from_checkpoint(None, device="cpu"), Planner.from_checkpoint(SEEDED, device="cpu")
+    assert not default.seeded and default.model.config.variant == "compact"
+    assert seeded.seeded and seeded.model.config == model_config("navsim")
 
 
 def test_plain_state_dict_takes_its_variant_from_the_caller(tmp_path, compact_model):

@@ -179,10 +179,18 @@ def _check_primitive(name: str, value: Any) -> None:
                          f"got {type(value).__name__}")
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: DiffusionDriveConfig, **metadata: Any) -> None:
+def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """The tensor as stored: floating-point ones at `dtype` when given, others (counters) unchanged."""
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, config: DiffusionDriveConfig,
+                    weights_dtype: torch.dtype | None = None, **metadata: Any) -> None:
     """Write our format (see the module docstring); `metadata` holds primitive values (step, epoch, dataset, ...).
 
-    The file is written next to `path` and renamed into place, so a reader never sees half a checkpoint.
+    `weights_dtype` (e.g. torch.float16) stores the floating-point tensors at that precision to halve a shipped
+    file; loading casts them back to the model's dtype. The file is written next to `path` and renamed into
+    place, so a reader never sees half a checkpoint.
     """
     _check_primitive("metadata", metadata)
     path = Path(path)
@@ -192,7 +200,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: DiffusionDriveCo
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "config": config.to_dict(),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state_dict": {k: _stored(v.detach().cpu(), weights_dtype) for k, v in model.state_dict().items()},
             "metadata": dict(metadata),
         },
         partial,

@@ -63,7 +63,8 @@ class InputMonitor:
         with self._lock:
             recent = [t for t in self._arrivals[name] if now_ns - t <= self.window_ns]
             stamp = self._last_stamp.get(name)
-        rate = (len(recent) - 1) / ((recent[-1] - recent[0]) / _NS) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        rate = ((len(recent) - 1) / ((recent[-1] - recent[0]) / _NS)
+                if len(recent) > 1 and recent[-1] > recent[0] else 0.0)
         return rate, None if stamp is None else (now_ns - stamp) / _NS
 
 
@@ -72,7 +73,8 @@ def _status(name: str, level: int, message: str, values: dict[str, object], hard
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
 
 
-def input_statuses(monitor: InputMonitor, now_ns: int, stale_timeout_s: float, prefix: str, hardware_id: str) -> list[DiagnosticStatus]:
+def input_statuses(monitor: InputMonitor, now_ns: int, stale_timeout_s: float, prefix: str,
+                   hardware_id: str) -> list[DiagnosticStatus]:
     statuses = []
     for spec in monitor.specs:
         rate, age = monitor.rate_and_age(spec.name, now_ns)
@@ -113,12 +115,14 @@ class PlanningHealth:
         while now_ns - self._history[0][0] > self.rate_window_ns:
             self._history.popleft()
         first_ns, first_planned = self._history[0]
-        return (planned - first_planned) / ((now_ns - first_ns) / _NS) if now_ns - first_ns >= self.rate_window_ns // 2 else None
+        return ((planned - first_planned) / ((now_ns - first_ns) / _NS)
+                if now_ns - first_ns >= self.rate_window_ns // 2 else None)
 
     def status(self, stats: PipelineStats, clouds_received: int, describe: str, prefix: str, hardware_id: str,
-               now_ns: int) -> DiagnosticStatus:
+               now_ns: int, seeded: bool = False) -> DiagnosticStatus:
         with stats.lock:
-            planned, failed, dropped, skipped = stats.planned, stats.failed, stats.dropped_busy, sum(stats.skipped.values())
+            planned, failed, dropped, skipped = (stats.planned, stats.failed, stats.dropped_busy,
+                                                 sum(stats.skipped.values()))
             reasons = dict(stats.skipped)
             last_skip, last_error, last_outcome = stats.last_skip, stats.last_error, stats.last_outcome
         new_planned, new_skipped = planned - self._previous[0], skipped - self._previous[1]
@@ -152,6 +156,9 @@ class PlanningHealth:
                                     f"({dropped} frames dropped while busy in all)")
         elif model_time and model_time["p90"] > self.latency_warn_s:
             level, message = WARN, f"slow: p90 model time {model_time['p90']:.3f} s > {self.latency_warn_s} s"
+        elif seeded:
+            level, message = WARN, (f"planning with seeded random weights, not a trained policy ({new_planned} frames "
+                                    "in the last period); set the checkpoint parameter")
         else:
             level, message = OK, f"planning ({new_planned} frames in the last period)"
         return _status(f"{prefix}: planning", level, message, values, hardware_id)

@@ -38,7 +38,8 @@ class SyncConfig:
 
     def __post_init__(self) -> None:
         if self.acceleration_source not in ACCELERATION_SOURCES:
-            raise ValueError(f"acceleration_source must be one of {ACCELERATION_SOURCES}, got {self.acceleration_source!r}")
+            raise ValueError(f"acceleration_source must be one of {ACCELERATION_SOURCES}, "
+                             f"got {self.acceleration_source!r}")
         if not 0 <= self.default_command < NUM_COMMANDS:
             raise ValueError(f"default_command must be 0..3, got {self.default_command}")
         if self.sync_tolerance_s <= 0 or self.acceleration_window_s <= 0 or self.sync_wait_s < 0:

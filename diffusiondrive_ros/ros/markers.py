@@ -1,4 +1,5 @@
-"""Planner outputs as ROS messages: the best trajectory as nav_msgs/Path, every mode as RViz markers coloured by score."""
+"""Planner outputs as ROS messages: the best trajectory as nav_msgs/Path, every mode as RViz markers coloured
+by score."""
 from __future__ import annotations
 
 import math

@@ -43,7 +43,8 @@ class TfLookup:
         try:
             tf = self._buffer.lookup_transform(self._base_frame, frame, Time(nanoseconds=stamp_ns))
         except Exception as error:  # tf2 raises several lookup/extrapolation types
-            self._node.get_logger().warning(f"TF {frame} -> {self._base_frame} unavailable ({error}); using lidar_extrinsic",
+            self._node.get_logger().warning(f"TF {frame} -> {self._base_frame} unavailable ({error}); "
+                                            "using lidar_extrinsic",
                                             throttle_duration_sec=THROTTLE_S)
             return None
         return transform_to_matrix(tf.transform)
@@ -77,10 +78,12 @@ class DiffusionDriveNode(Node):
         self.create_subscription(PointCloud2, "~/input/pointcloud", self._on_cloud, qos_profile_sensor_data)
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, qos_profile_sensor_data)
         self.create_subscription(Imu, "~/input/imu", self._on_imu, qos_profile_sensor_data)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(UInt8, "~/input/command", self._on_command, latched)
 
-        self.worker = LatestFrameWorker(self._plan, lambda error: self._warn("worker", f"planning thread error: {error!r}"))
+        self.worker = LatestFrameWorker(self._plan,
+                                        lambda error: self._warn("worker", f"planning thread error: {error!r}"))
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
 
     def _tf_lookup(self, use_tf: bool, base_frame: str):
@@ -122,7 +125,8 @@ class DiffusionDriveNode(Node):
             self.pipeline.sync.set_command(msg.data)
         except ConversionError as error:
             current = self.pipeline.sync.command
-            self.monitor.reject("command", f"rejected {msg.data}, using {current if current is not None else 'the default'}")
+            self.monitor.reject("command",
+                                f"rejected {msg.data}, using {current if current is not None else 'the default'}")
             self._warn("command", f"~/input/command: {error}; keeping the previous command")
             return
         self.monitor.record("command", self._now_ns(), self._now_ns())
@@ -163,7 +167,7 @@ class DiffusionDriveNode(Node):
         hardware = str(self.pipeline.planner.device)
         statuses = input_statuses(self.monitor, now, self.stale_timeout_s, prefix, hardware)
         statuses.append(self.health.status(self.pipeline.stats, self.clouds_received, self.pipeline.planner.describe(),
-                                           prefix, hardware, now))
+                                           prefix, hardware, now, seeded=self.pipeline.planner.seeded))
         self.diag_pub.publish(diagnostic_array(now, statuses))
 
     def destroy_node(self) -> None:

@@ -17,7 +17,8 @@ NODE_NAME = "diffusiondrive_planner"
 
 # name -> (default, description); the params file config/diffusiondrive.yaml documents the same list.
 PARAMETERS = {
-    "checkpoint": ("", "official NAVSIM .ckpt, plain state_dict or our format; '' = built-in seeded weights"),
+    "checkpoint": ("", "our .pt, official NAVSIM .ckpt or plain state_dict; '' = built-in trained compact model; "
+                         "'seeded' = seeded random weights (tests only; WARN in /diagnostics)"),
     "anchors": ("", "K-means anchors .npy (20, 8, 2); '' = from the checkpoint"),
     "trusted_checkpoint": (False, "allow a checkpoint that needs full pickle loading (trusted sources only)"),
     "device": ("auto", "auto | cuda | cpu (auto: CUDA with CPU fallback)"),
@@ -37,9 +38,12 @@ PARAMETERS = {
     "lidar_extrinsic.roll": (0.0, "LiDAR orientation in base_frame, rad"),
     "lidar_extrinsic.pitch": (0.0, "LiDAR orientation in base_frame, rad"),
     "lidar_extrinsic.yaw": (0.0, "LiDAR orientation in base_frame, rad"),
-    "camera_crop_top": (28, "rows cropped from the top of every camera image"),
-    "camera_crop_bottom": (28, "rows cropped from the bottom of every camera image"),
-    "camera_side_crop": (416, "columns cropped from both sides of the left and right images"),
+    "camera_crop_top": (28, "rows cropped from the top of every camera image "
+                            "(at 1920x1080; scaled with the image size)"),
+    "camera_crop_bottom": (28, "rows cropped from the bottom of every camera image "
+                               "(at 1920x1080; scaled with the image size)"),
+    "camera_side_crop": (416, "columns cropped from both sides of the left and right images "
+                              "(at 1920x1080; scaled with the image size)"),
     "default_command": (3, "driving command until one arrives: 0 left, 1 straight, 2 right, 3 unknown"),
     "diagnostics_period_s": (1.0, "period of /diagnostics"),
     "stale_timeout_s": (0.5, "an input older than this is stale"),
@@ -55,8 +59,8 @@ def pipeline_config(p: dict) -> PipelineConfig:
         seed=p["seed"],
         path_prefix_current_pose=p["path_prefix_current_pose"],
         lidar_extrinsic=Extrinsic(*(p[f"lidar_extrinsic.{k}"] for k in ("x", "y", "z", "roll", "pitch", "yaw"))),
-        sync=SyncConfig(p["sync_tolerance_s"], p["acceleration_source"], p["acceleration_window_s"], p["default_command"],
-                        p["sync_wait_s"]),
+        sync=SyncConfig(p["sync_tolerance_s"], p["acceleration_source"], p["acceleration_window_s"],
+                        p["default_command"], p["sync_wait_s"]),
     )
 
 

@@ -99,7 +99,8 @@ class PlaySummary:
                  f"{self.wall_s:.2f} s, {self.loops} pass(es), {self.clocks} /clock messages"
                  + (", stopped early" if self.interrupted else "")]
         lines += [f"  {topic:<40} {count:>7}" for topic, count in sorted(self.messages.items())]
-        lines.append(f"  late (> scheduled time + threshold): {self.late}, max lateness {self.max_lateness_s * 1e3:.1f} ms")
+        lines.append(f"  late (> scheduled time + threshold): {self.late}, "
+                     f"max lateness {self.max_lateness_s * 1e3:.1f} ms")
         lines += [f"  skipped {topic}: {why}" for topic, why in sorted(self.skipped_topics.items())]
         lines += [f"  no subscriber before playing: {topic}" for topic in self.unmatched_topics]
         return "\n".join(lines)
@@ -159,7 +160,8 @@ def plan_topics(info: BagInfo, options: PlayOptions) -> tuple[dict[str, TopicPla
         except (ImportError, AttributeError):
             skipped[topic] = f"{msgtype} has no rclpy message class in this environment"
             continue
-        plans[topic] = TopicPlan(topic, options.remaps.get(topic, topic), msgtype, publisher_qos(topic, offered), msg_class)
+        plans[topic] = TopicPlan(topic, options.remaps.get(topic, topic), msgtype, publisher_qos(topic, offered),
+                                 msg_class)
     return plans, skipped
 
 
@@ -346,7 +348,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip this much bag time from the start (latched topics still get their last message)")
     parser.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these bag topics")
     parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO", help="publish bag topic FROM on TO")
-    parser.add_argument("--loop", action="store_true", help="play again from the start until stopped (/clock jumps back)")
+    parser.add_argument("--loop", action="store_true",
+                        help="play again from the start until stopped (/clock jumps back)")
     parser.add_argument("--clock-hz", type=float, default=100.0,
                         help="/clock messages per second between messages (0: only one right before each message)")
     parser.add_argument("--no-clock", action="store_true", help="do not publish /clock")

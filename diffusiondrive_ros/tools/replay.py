@@ -206,7 +206,7 @@ class BagReplayer:
         prefix, hardware = "/diffusiondrive_replay", str(self.pipeline.planner.device)
         statuses = input_statuses(self.monitor, now_ns, 0.5, prefix, hardware)
         statuses.append(self.health.status(self.pipeline.stats, self.clouds, self.pipeline.planner.describe(), prefix,
-                                           hardware, now_ns))
+                                           hardware, now_ns, seeded=self.pipeline.planner.seeded))
         self.writer.write(self.topics.diagnostics, now_ns, diagnostic_array(now_ns, statuses))
 
     def finish(self, end_ns: int) -> None:

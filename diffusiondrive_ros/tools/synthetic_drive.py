@@ -20,22 +20,38 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .synthetic.bag import make_drive
-from .synthetic.config import DriveConfig
+from .synthetic.config import DriveConfig, parse_camera_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``diffusiondrive-ros make-drive``: output directory, seed, duration, storage, turn."""
+    """Options of ``diffusiondrive-ros make-drive``: output directory, seed, scenario, duration, storage, sizes."""
+
+    def camera_size(text: str) -> tuple[int, int]:
+        try:
+            return parse_camera_size(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
     parser.add_argument("out_dir", type=Path, help="bag directory to create (must not exist)")
     parser.add_argument("--seed", type=int, default=DriveConfig.seed)
+    parser.add_argument("--scenario", choices=("demo", "random"), default=DriveConfig.scenario,
+                        help="demo: the fixed drive; random: roads, traffic, stops and lighting drawn from --seed "
+                             "(also writes OUT/scenario.json)")
     parser.add_argument("--duration", type=float, default=DriveConfig.duration_s, help="seconds")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default=DriveConfig.storage)
-    parser.add_argument("--turn", choices=("left", "right"), default=DriveConfig.turn)
+    parser.add_argument("--turn", choices=("left", "right"), default=DriveConfig.turn,
+                        help="the demo drive's turn (random drives draw theirs)")
+    parser.add_argument("--camera-size", type=camera_size, metavar="WxH",
+                        default=f"{DriveConfig.image_width}x{DriveConfig.image_height}",
+                        help="size of each camera image (default %(default)s); small images render and encode faster")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag directory")
 
 
 def run(args: argparse.Namespace) -> int:
     """Write a synthetic drive bag and print its summary."""
-    config = DriveConfig(seed=args.seed, duration_s=args.duration, storage=args.storage, turn=args.turn)
+    width, height = args.camera_size
+    config = DriveConfig(seed=args.seed, duration_s=args.duration, storage=args.storage, turn=args.turn,
+                         scenario=args.scenario, image_width=width, image_height=height)
     reported = [-1]
 
     def report(fraction: float) -> None:

@@ -166,7 +166,7 @@ class CollisionConfig:
 
 
 def obstacle_points(points: np.ndarray, min_z_m: float = 0.4, max_z_m: float = 2.0) -> np.ndarray:
-    """xy (M, 2) of the finite points (N, >=3) with min_z_m <= z <= max_z_m: what the ego would hit."""
+    """Xy (M, 2) of the finite points (N, >=3) with min_z_m <= z <= max_z_m: what the ego would hit."""
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] < 3:
         raise ValueError(f"points must have shape (N, 3) or more columns, got {points.shape}")

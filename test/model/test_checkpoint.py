@@ -7,6 +7,7 @@ import torch
 
 from diffusiondrive_ros import Planner
 from diffusiondrive_ros.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from diffusiondrive_ros.planner import SEEDED
 
 LIGHTNING_PREFIX = "agent._transfuser_model."
 
@@ -111,9 +112,9 @@ def test_state_dict_with_no_tensors(tmp_path):
         Planner.from_checkpoint(path, device="cpu")
 
 
-def test_builtin_default_is_deterministic():
-    first = Planner.from_checkpoint(None, device="cpu", seed=3).model.state_dict()
-    second = Planner.from_checkpoint(None, device="cpu", seed=3).model.state_dict()
-    other = Planner.from_checkpoint(None, device="cpu", seed=4).model.state_dict()
+def test_seeded_weights_are_deterministic():
+    first = Planner.from_checkpoint(SEEDED, device="cpu", seed=3).model.state_dict()
+    second = Planner.from_checkpoint(SEEDED, device="cpu", seed=3).model.state_dict()
+    other = Planner.from_checkpoint(SEEDED, device="cpu", seed=4).model.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not torch.equal(first["bev_proj.0.weight"], other["bev_proj.0.weight"])

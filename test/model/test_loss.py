@@ -16,7 +16,8 @@ def _batch(parity_case, size=2):
 
 def _loss(model, batch, seed):
     torch.manual_seed(seed)  # dropout
-    return model(*batch[:3], generator=torch.Generator().manual_seed(seed), target_trajectory=batch[3])["trajectory_loss"]
+    return model(*batch[:3], generator=torch.Generator().manual_seed(seed),
+                 target_trajectory=batch[3])["trajectory_loss"]
 
 
 def test_one_optimiser_step_lowers_the_loss(parity_case, parity_model):
@@ -30,7 +31,8 @@ def test_one_optimiser_step_lowers_the_loss(parity_case, parity_model):
         assert before.ndim == 0 and torch.isfinite(before)
         before.backward()
         assert model._trajectory_head.plan_anchor.grad is None
-        assert model._trajectory_head.diff_decoder.layers[0].task_decoder.plan_reg_branch[-1].weight.grad.abs().sum() > 0
+        assert (model._trajectory_head.diff_decoder.layers[0].task_decoder.plan_reg_branch[-1]
+                .weight.grad.abs().sum() > 0)
         optimizer.step()
         with torch.no_grad():
             after = _loss(model, batch, seed=1)

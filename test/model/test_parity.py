@@ -25,7 +25,8 @@ def _inputs(case):
 def traced_run(parity_case, parity_model):
     """Run inference with the case's noise, recording the intermediates the reference stores."""
     model, head = parity_model, parity_model._trajectory_head
-    trace = {k: [] for k in ("fused", "upscale", "keyval", "query_out", "status", "time", "points", "layer0", "layer1", "prev")}
+    trace = {k: [] for k in ("fused", "upscale", "keyval", "query_out", "status", "time", "points", "layer0", "layer1",
+                             "prev")}
     def record(**keys):
         """Forward hook storing selected inputs/outputs; returns None so the output is left unchanged."""
         def hook(module, inputs, output):
@@ -103,7 +104,8 @@ def test_truncated_noising_equals_official(parity_case, parity_model):
     from diffusiondrive_ros.model.anchors import denormalize_xy, normalize_xy
 
     head = parity_model._trajectory_head
-    anchors = normalize_xy(torch.from_numpy(parity_case["plan_anchor"]))[None].expand(len(parity_case["noise"]), -1, -1, -1)
+    anchors = normalize_xy(torch.from_numpy(parity_case["plan_anchor"]))[None].expand(
+        len(parity_case["noise"]), -1, -1, -1)
     steps = torch.full((anchors.shape[0],), head.config.diffusion.truncation_step)
     noisy = head.scheduler.add_noise(anchors, torch.from_numpy(parity_case["noise"]), steps)
     _close(noisy, parity_case["int_noisy_anchors_norm"], 1e-6, "noisy_anchors_norm")
@@ -157,6 +159,7 @@ def test_batching_does_not_change_results(parity_case, parity_model):
     """The case repeated along the batch axis gives the official outputs for every element."""
     repeat = lambda k: torch.from_numpy(np.concatenate([parity_case[k]] * 2))  # noqa: E731
     with torch.no_grad():
-        out = parity_model(repeat("camera_feature"), repeat("lidar_feature"), repeat("status_feature"), noise=repeat("noise"))
+        out = parity_model(repeat("camera_feature"), repeat("lidar_feature"), repeat("status_feature"),
+                           noise=repeat("noise"))
     for name in ("trajectory", "all_poses_reg", "all_poses_cls"):
         _close(out[name], np.concatenate([parity_case[name]] * 2), OUTPUT_ATOL[name], name)

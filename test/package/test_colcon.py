@@ -16,8 +16,8 @@ def _colcon(*args, cwd):
 
 def test_colcon_build_installs_the_ament_package(tmp_path):
     source = tmp_path / "src" / PACKAGE
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "install", "log", "*.egg-info",
-                                                                 "__pycache__", "demo_output", ".pytest_cache"))
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "install", "log", "*.egg-info", "__pycache__", "demo_output", ".pytest_cache"))
     listed = _colcon("list", cwd=tmp_path)
     assert f"{PACKAGE}\t" in listed.stdout and "(ros.ament_python)" in listed.stdout, listed.stdout + listed.stderr
     built = _colcon("build", "--event-handlers", "console_direct-", cwd=tmp_path)
@@ -34,6 +34,7 @@ def test_colcon_build_installs_the_ament_package(tmp_path):
 
     found = subprocess.run(
         ["bash", "-c", f"source {tmp_path}/install/setup.bash && {sys.executable} -c "
-         "\"from ament_index_python.packages import get_package_share_directory as g; print(g('diffusiondrive_ros'))\""],
+         "\"from ament_index_python.packages import get_package_share_directory as g; "
+         "print(g('diffusiondrive_ros'))\""],
         capture_output=True, text=True, timeout=60)
     assert found.stdout.strip() == str(share), found.stderr

@@ -16,7 +16,8 @@ SEED = 5
 
 def node_params(**overrides):
     params = {"device": "cpu", "seed": SEED, "camera_transport": "compressed", "sync_tolerance_s": 0.05,
-              "lidar_extrinsic": {"z": pub.LIDAR_HEIGHT}, "diagnostics_period_s": 0.5, "stale_timeout_s": 1.5, "latency_warn_s": 30.0,
+              "lidar_extrinsic": {"z": pub.LIDAR_HEIGHT}, "diagnostics_period_s": 0.5, "stale_timeout_s": 1.5,
+              "latency_warn_s": 30.0,
               "min_planning_rate_hz": 0.2}  # CPU inference: ~1 plan/s of the 10 Hz sensor frames
     return params | overrides
 
@@ -40,8 +41,8 @@ def statuses(array: DiagnosticArray):
 
 def expected_plan(i: int, t0_ns: int):
     """The planner's output for frame i, computed here from the same messages by the same pipeline code."""
-    from diffusiondrive_ros.planner import Planner
     from diffusiondrive_ros.geometry import Extrinsic
+    from diffusiondrive_ros.planner import Planner
     from diffusiondrive_ros.ros.frame_sync import FrameInputs
     from diffusiondrive_ros.ros.pipeline import FramePipeline, PipelineConfig
 
@@ -62,11 +63,14 @@ def frame_index(stamp, t0_ns: int, rate_hz: float = pub.RATE_HZ) -> int:
 def test_node_plans_every_frame_like_the_planner_and_reports_a_stopped_camera(tmp_path):
     ears = listener()
     node = start_node(tmp_path, node_params(), REMAPS)
-    sensors = start_publisher(tmp_path, "--duration", "60", "--stop-camera-after", "14", "--wait-for-subscribers", "--live-stamps")
+    sensors = start_publisher(tmp_path, "--duration", "60", "--stop-camera-after", "14", "--wait-for-subscribers",
+                              "--live-stamps")
     try:
         t0 = live_t0(tmp_path, ears, node, sensors)  # live stamps: wall-clock time, like a vehicle's drivers
-        ears.wait_for(lambda: len(ears.get("path")) >= 2 and len(ears.get("markers")) >= 2, 60, "two planned frames", node, sensors)
-        ears.wait_for(lambda: any(statuses(d)["planning"].level == DiagnosticStatus.OK for d in ears.get("diagnostics")),
+        ears.wait_for(lambda: len(ears.get("path")) >= 2 and len(ears.get("markers")) >= 2, 60, "two planned frames",
+                      node, sensors)
+        ears.wait_for(lambda: any(statuses(d)["planning"].level == DiagnosticStatus.OK
+                                  for d in ears.get("diagnostics")),
                       20, "planning OK in /diagnostics", node, sensors)
         ok = next(d for d in ears.get("diagnostics") if statuses(d)["planning"].level == DiagnosticStatus.OK)
         for name in ("camera_left", "camera_front", "camera_right", "pointcloud", "odometry"):
@@ -89,13 +93,16 @@ def test_node_plans_every_frame_like_the_planner_and_reports_a_stopped_camera(tm
             assert len(strips) == 20 and all(m.header.frame_id == "base_link" for m in strips)
             for ours, theirs in zip(strips, [m for m in planned.markers.markers if m.type == Marker.LINE_STRIP]):
                 assert ours.id == theirs.id and ours.scale.x == pytest.approx(theirs.scale.x)
-                np.testing.assert_allclose([[p.x, p.y] for p in ours.points], [[p.x, p.y] for p in theirs.points], atol=1e-3)
+                np.testing.assert_allclose([[p.x, p.y] for p in ours.points], [[p.x, p.y] for p in theirs.points],
+                                           atol=1e-3)
             texts = [m.text for m in got if m.type == Marker.TEXT_VIEW_FACING]
             assert texts == [m.text for m in planned.markers.markers if m.type == Marker.TEXT_VIEW_FACING]
 
         # Stop the front camera: planning stops and the diagnostics say why.
-        ears.wait_for(lambda: "stopped" in (tmp_path / "publisher.log").read_text(), 40, "camera_front stopped", node, sensors)
-        stop_frame = int(re.search(r"camera_front stopped at frame (\d+)", (tmp_path / "publisher.log").read_text()).group(1))
+        ears.wait_for(lambda: "stopped" in (tmp_path / "publisher.log").read_text(), 40, "camera_front stopped",
+                      node, sensors)
+        stop_frame = int(re.search(r"camera_front stopped at frame (\d+)",
+                                   (tmp_path / "publisher.log").read_text()).group(1))
         since_stop = len(ears.get("diagnostics"))
 
         def stopped_camera_reported():
@@ -120,8 +127,8 @@ def test_node_follows_sim_time(tmp_path):
     node = start_node(tmp_path, node_params(use_sim_time=True), REMAPS)
     sensors = start_publisher(tmp_path, "--duration", "40", "--clock")
     try:
-        ears.wait_for(lambda: len(ears.get("path")) >= 1 and len(ears.get("diagnostics")) >= 2, 60, "a plan and diagnostics",
-                      node, sensors)
+        ears.wait_for(lambda: len(ears.get("path")) >= 1 and len(ears.get("diagnostics")) >= 2, 60,
+                      "a plan and diagnostics", node, sensors)
         diag = ears.get("diagnostics")[-1]
         sim_now = diag.header.stamp.sec + diag.header.stamp.nanosec * 1e-9
         assert pub.T0_NS / 1e9 <= sim_now < pub.T0_NS / 1e9 + 120, f"diagnostics stamped {sim_now}, not the /clock time"

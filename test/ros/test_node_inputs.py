@@ -34,7 +34,8 @@ def planner():
 
 def expected_best(planner, frames: Iterable[int], t0_ns: int, transport: str = "compressed", command: int = 1,
                   height: int = pub.CAMERA_HEIGHT, width: int = pub.CAMERA_WIDTH) -> dict[int, np.ndarray]:
-    """Frame -> best mode (T, 3) the planner gives it, from the publisher's messages through the node's pipeline code."""
+    """Frame -> best mode (T, 3) the planner gives it, from the publisher's messages through the node's pipeline
+    code."""
     from diffusiondrive_ros.geometry import Extrinsic
     from diffusiondrive_ros.ros.frame_sync import FrameInputs
     from diffusiondrive_ros.ros.pipeline import FramePipeline, PipelineConfig
@@ -44,8 +45,8 @@ def expected_best(planner, frames: Iterable[int], t0_ns: int, transport: str = "
     best = {}
     for i in frames:
         cameras, cloud = pub.frame_messages(i, transport, t0_ns, height, width, SLOW_RATE_HZ)
-        inputs = FrameInputs(pub.stamp_ns(i, t0_ns, SLOW_RATE_HZ), cloud, tuple(cameras), (pub.SPEED, 0.0), (0.0, 0.0), command,
-                             "odometry")
+        inputs = FrameInputs(pub.stamp_ns(i, t0_ns, SLOW_RATE_HZ), cloud, tuple(cameras), (pub.SPEED, 0.0), (0.0, 0.0),
+                             command, "odometry")
         best[i] = pipeline.plan(inputs).result.best
     return best
 
@@ -124,7 +125,8 @@ def test_node_plans_raw_full_hd_cameras(tmp_path, monkeypatch, planner):
     step_error = f"camera_front: Image: step {FULL_HD['width']} is smaller than width*bytes_per_pixel"
     assert not set(run.paths) & set(bad), f"planned frames {sorted(set(run.paths) & set(bad))} with a broken Image"
     assert int(planning_values(run.diagnostics[-1]).get("skipped_bad_camera_front", 0)) >= 1
-    assert any(f"not planning: bad_camera_front: {step_error}" in statuses(d)["planning"].message for d in run.diagnostics)
+    assert any(f"not planning: bad_camera_front: {step_error}" in statuses(d)["planning"].message
+               for d in run.diagnostics)
     assert f"frame skipped: bad_camera_front: {step_error}" in run.log
 
     before = sorted(i for i in run.paths if i < bad[0])
@@ -164,7 +166,8 @@ def test_node_survives_malformed_messages(tmp_path, planner):
     planning = [statuses(d)["planning"] for d in run.diagnostics]
     for kind, reason, text in PROBLEMS:
         assert int(counts.get(f"skipped_{reason}", 0)) >= 1, f"{kind}: skipped_{reason} not counted: {counts}"
-        assert any(s.level == DiagnosticStatus.ERROR and f"not planning: {reason}: {text}" in s.message for s in planning), \
+        assert any(s.level == DiagnosticStatus.ERROR and f"not planning: {reason}: {text}" in s.message
+                   for s in planning), \
             f"{kind}: not reported in /diagnostics"
         assert f"frame skipped: {reason}: {text}" in run.log, f"{kind}: no warning in the node's log"
     assert f"~/input/command: command: {pub.BAD_COMMAND} is not" in run.log

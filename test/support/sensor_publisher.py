@@ -54,7 +54,8 @@ def cloud_points(i: int) -> np.ndarray:
     """Ground plus a box ahead that comes closer each frame, in the LiDAR frame (z up, 1.8 m above base_link)."""
     rng = np.random.default_rng(i)
     ground = np.column_stack([rng.uniform(-30, 30, (20000, 2)), np.zeros(20000)])
-    box = np.column_stack([rng.uniform(20 - 0.5 * i % 15, 24 - 0.5 * i % 15, 3000), rng.uniform(-1, 1, 3000), rng.uniform(0.3, 1.5, 3000)])
+    box = np.column_stack([rng.uniform(20 - 0.5 * i % 15, 24 - 0.5 * i % 15, 3000), rng.uniform(-1, 1, 3000),
+                           rng.uniform(0.3, 1.5, 3000)])
     points = np.concatenate([ground, box]).astype(np.float32)
     points[:, 2] -= LIDAR_HEIGHT
     return points
@@ -66,13 +67,15 @@ def frame_messages(i: int, transport: str = "compressed", t0_ns: int = T0_NS, he
     from diffusiondrive_ros.ros.conversions import rgb_to_compressed, rgb_to_image, xyz_to_pointcloud2
 
     stamp = stamp_ns(i, t0_ns, rate_hz)
-    encode = (lambda rgb, n: rgb_to_compressed(rgb, stamp, n)) if transport == "compressed" else (lambda rgb, n: rgb_to_image(rgb, stamp, n))
+    encode = ((lambda rgb, n: rgb_to_compressed(rgb, stamp, n)) if transport == "compressed"
+              else (lambda rgb, n: rgb_to_image(rgb, stamp, n)))
     cameras = [encode(camera_rgb(i, k, height, width), name) for k, name in enumerate(CAMERAS)]
     return cameras, xyz_to_pointcloud2(cloud_points(i), stamp, LIDAR_FRAME)
 
 
 def break_frame(kind: str, i: int, cameras: list, cloud) -> tuple[list, object]:
-    """Frame i's (cameras, cloud) with the defect `kind` (a MALFORMED key; odometry and command kinds change neither)."""
+    """Frame i's (cameras, cloud) with the defect `kind` (a MALFORMED key; odometry and command kinds change
+    neither)."""
     from diffusiondrive_ros.ros.conversions import xyz_to_pointcloud2
 
     cameras = list(cameras)
@@ -81,7 +84,8 @@ def break_frame(kind: str, i: int, cameras: list, cloud) -> tuple[list, object]:
     elif kind == "cloud_without_z":
         cloud.fields = [field for field in cloud.fields if field.name != "z"]
     elif kind == "nan_cloud":
-        cloud = xyz_to_pointcloud2(np.full((cloud.width, 3), np.nan, np.float32), cloud.header.stamp, cloud.header.frame_id)
+        cloud = xyz_to_pointcloud2(np.full((cloud.width, 3), np.nan, np.float32), cloud.header.stamp,
+                                   cloud.header.frame_id)
     elif kind == "garbage_jpeg":
         cameras[1].data = np.random.default_rng(i).integers(0, 256, 20000, dtype=np.uint8).tobytes()
     elif kind == "short_step_image":
@@ -117,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=RATE_HZ, help="frames per second (odometry: ODOM_PER_FRAME x)")
-    parser.add_argument("--stop-camera-after", type=float, default=None, help="stop camera_front after this many seconds")
+    parser.add_argument("--stop-camera-after", type=float, default=None,
+                        help="stop camera_front after this many seconds")
     parser.add_argument("--clock", action="store_true", help="publish /clock (sim time) from the frame stamps")
     parser.add_argument("--transport", default="compressed", choices=["raw", "compressed"])
     parser.add_argument("--t0-ns", type=int, default=T0_NS, help="stamp of frame 0 (wall-clock now for a live system)")
@@ -126,7 +131,8 @@ def main() -> None:
     parser.add_argument("--wait-for-subscribers", action="store_true",
                         help="send frame 0 only once every camera, cloud and odometry topic has a subscriber")
     parser.add_argument("--live-stamps", action="store_true",
-                        help="stamp frame 0 with the wall-clock time it is sent at, printed as 't0_ns=...' (not --t0-ns)")
+                        help="stamp frame 0 with the wall-clock time it is sent at, printed as 't0_ns=...' "
+                             "(not --t0-ns)")
     parser.add_argument("--malformed", type=malformed_arg, action="append", default=[], metavar="KIND@FIRST[-LAST]",
                         help="send frames FIRST..LAST broken, repeatable; kinds: "
                              + "; ".join(f"{kind}: {what}" for kind, what in MALFORMED.items()))

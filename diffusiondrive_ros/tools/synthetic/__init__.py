@@ -1,5 +1,6 @@
 """Deterministic synthetic drive generator, one concern per module.
 
-Modules import only from earlier ones: interface, config, geometry, motion, layout, world, lidar,
-camera, raster, scene, messages, bag. ``tools.synthetic_drive`` re-exports the public API and is the CLI.
+Modules import only from earlier ones: interface, config, geometry, path, motion, speed, layout, network,
+route, world, scenery, lidar, camera, raster, scenario, scene, messages, bag. ``scenario`` holds the demo
+drive and the random one drawn from a seed. ``tools.synthetic_drive`` is the CLI.
 """

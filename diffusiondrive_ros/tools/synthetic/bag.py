@@ -1,12 +1,13 @@
-"""make_drive: schedules every message of a drive and writes them to a new rosbag2."""
+"""make_drive: schedules every message of a drive and writes them to a new rosbag2 (plus scenario.json)."""
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -14,11 +15,22 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from .config import DriveConfig
 from .interface import (
-    CAMERA_NAMES, TOPIC_CAMERA_IMAGE, TOPIC_CAMERA_INFO, TOPIC_COMMAND, TOPIC_IMU, TOPIC_LIDAR, TOPIC_ODOMETRY,
-    TOPIC_TF_STATIC, TOPIC_TYPES,
+    CAMERA_NAMES,
+    TOPIC_CAMERA_IMAGE,
+    TOPIC_CAMERA_INFO,
+    TOPIC_COMMAND,
+    TOPIC_IMU,
+    TOPIC_LIDAR,
+    TOPIC_ODOMETRY,
+    TOPIC_TF_STATIC,
+    TOPIC_TYPES,
 )
 from .messages import MessageFactory
+from .scenario import SUMMARY_FORMAT
 from .scene import SyntheticScene
+
+SCENARIO_FILE = "scenario.json"
+"""Sidecar in a random drive's bag directory: Scenario.summary (layout, turns, stops, commands)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,8 @@ class DriveSummary:
     topic_types: Mapping[str, str]
     counts: Mapping[str, int]
     wall_time_s: float
+    scenario_file: Path | None = None
+    """The bag's scenario.json (random drives only)."""
 
     @property
     def message_count(self) -> int:
@@ -47,6 +61,8 @@ class DriveSummary:
             f"written in {self.wall_time_s:.1f} s",
         ]
         lines += [f"  {t:<34} {self.topic_types[t]:<32} {self.counts[t]:>6}" for t in self.counts]
+        if self.scenario_file is not None:
+            lines.append(f"scenario: {self.scenario_file}")
         return "\n".join(lines)
 
 
@@ -117,10 +133,23 @@ def make_drive(out_dir: str | Path, config: DriveConfig | None = None, *, overwr
                 counts[topic] += 1
             if progress is not None:
                 progress((n + 1) / len(events))
+    scenario_file = None
+    if config.scenario == "random":
+        scenario_file = out_dir / SCENARIO_FILE
+        scenario_file.write_text(json.dumps(scene.scenario.summary(config), indent=1) + "\n")
     return DriveSummary(
         path=out_dir, storage=config.storage, duration_s=config.duration_s, start_ns=events[0][0],
         end_ns=events[-1][0], topic_types=TOPIC_TYPES, counts=counts, wall_time_s=time.perf_counter() - started,
+        scenario_file=scenario_file,
     )
+
+
+def read_scenario(bag_dir: str | Path) -> dict:
+    """The scenario.json of a random drive's bag directory, checked to be one."""
+    summary = json.loads((Path(bag_dir) / SCENARIO_FILE).read_text())
+    if summary.get("format") != SUMMARY_FORMAT:
+        raise ValueError(f"{bag_dir}/{SCENARIO_FILE} is not a {SUMMARY_FORMAT} file")
+    return summary
 
 
 def _event_messages(factory: MessageFactory, scene: SyntheticScene, kind: str, stamp: int, t: float,

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+
 def rot_z(yaw: float) -> np.ndarray:
     """3x3 rotation about z."""
     c, s = math.cos(yaw), math.sin(yaw)

@@ -1,8 +1,8 @@
 """Names a bag consumer relies on: frame ids, camera names, topics, message types, command codes."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 MAP_FRAME = "map"
 BASE_FRAME = "base_link"

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class RoadLayout:
     """Main road along map x (axis y=0) crossed at ``center_x`` by a road along map y."""

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
 from .geometry import rot_z, wrap
 from .layout import RoadLayout
+from .network import RoadNetwork
 from .world import BoxSet
 
 # LiDAR origin in base_link (m); its axes are those of base_link.
@@ -45,7 +46,7 @@ class LidarModel:
         """Column azimuths (rad), counter-clockwise from +x."""
         return np.arange(self.azimuth_steps) * (2 * np.pi / self.azimuth_steps)
 
-    def sweep(self, map_from_base: np.ndarray, boxes: BoxSet, layout: RoadLayout,
+    def sweep(self, map_from_base: np.ndarray, boxes: BoxSet, layout: RoadLayout | RoadNetwork,
               rng: np.random.Generator) -> np.ndarray:
         """(N, 4) float32 x, y, z, intensity in the LiDAR frame: nearest hit per ray, with noise."""
         map_from_lidar = map_from_base @ self.base_from_lidar

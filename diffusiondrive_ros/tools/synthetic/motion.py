@@ -1,4 +1,4 @@
-"""Ego motion: a cosine-blended speed profile driven along a clothoid-arc-clothoid turn path."""
+"""Ego motion: a cosine-blended speed profile driven along a path (the demo's clothoid-arc-clothoid turn)."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .geometry import pose_matrix
+from .path import TabulatedPath
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,10 @@ class TurnPath:
 
 @dataclass(frozen=True)
 class EgoMotion:
-    """Ego trajectory: a speed profile driven along a path."""
+    """Ego trajectory: a speed profile driven along a path (the demo's TurnPath or a random drive's route)."""
 
     speed: SpeedProfile
-    path: TurnPath
+    path: TurnPath | TabulatedPath
 
     def poses(self, t: np.ndarray | float) -> np.ndarray:
         """(..., 3) map poses x, y, yaw at times ``t``."""

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -11,6 +11,7 @@ import numpy as np
 from .camera import CameraModel
 from .geometry import invert, rot_z
 from .layout import RoadLayout
+from .network import RoadNetwork
 from .world import BoxSet
 
 
@@ -28,16 +29,42 @@ class Quads:
         return Quads(*(np.concatenate([getattr(q, f) for q in items]) for f in ("vertices", "normals", "colors")))
 
 
-_SUN = np.array([-0.45, -0.35, 0.82]) / np.linalg.norm([-0.45, -0.35, 0.82])
+@dataclass(frozen=True)
+class Lighting:
+    """Sun, sky, ground colours and exposure of the rendered images; the defaults are the demo drive's."""
+
+    sun: tuple[float, float, float] = (-0.45, -0.35, 0.82)
+    """Direction towards the sun (map frame, need not be unit length)."""
+    ambient: float = 0.55
+    diffuse: float = 0.45
+    exposure: float = 1.0
+    """Gain on every colour: below 1 darker, above 1 brighter (clipped)."""
+    sky_top: tuple[float, float, float] = (70.0, 130.0, 200.0)
+    sky_horizon: tuple[float, float, float] = (190.0, 210.0, 235.0)
+    terrain: tuple[float, float, float] = (96.0, 102.0, 82.0)
+    asphalt: tuple[int, int, int] = (72, 72, 75)
+    paint: tuple[int, int, int] = (235, 235, 230)
+
+    def __post_init__(self) -> None:
+        if self.ambient < 0 or self.diffuse < 0 or self.exposure <= 0:
+            raise ValueError(f"ambient and diffuse must be >= 0 and exposure > 0, got {self.ambient}, "
+                             f"{self.diffuse}, {self.exposure}")
+        if not np.any(self.sun):
+            raise ValueError("sun direction must not be zero")
+
+    def ground_color(self, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+        """An unshaded (flat, lit from above) colour under this exposure."""
+        return tuple(int(min(255, round(c * self.exposure))) for c in rgb)
 
 
-def _shade(color: np.ndarray, normals: np.ndarray) -> np.ndarray:
+def _shade(color: np.ndarray, normals: np.ndarray, lighting: Lighting) -> np.ndarray:
     """Lambert shading with ambient light, so box faces are told apart."""
-    light = 0.55 + 0.45 * np.clip(normals @ _SUN, 0.0, 1.0)
+    sun = np.array(lighting.sun) / np.linalg.norm(lighting.sun)
+    light = lighting.exposure * (lighting.ambient + lighting.diffuse * np.clip(normals @ sun, 0.0, 1.0))
     return np.clip(color[None].astype(float) * light[:, None], 0, 255).astype(np.uint8)
 
 
-def box_quads(boxes: BoxSet, max_width: float = 3.0) -> Quads:
+def box_quads(boxes: BoxSet, lighting: Lighting, max_width: float = 3.0) -> Quads:
     """Side faces cut into strips no wider than ``max_width`` plus the top face, per box.
 
     Narrow strips keep the painter's sort by distance right for people in front of facades.
@@ -61,16 +88,17 @@ def box_quads(boxes: BoxSet, max_width: float = 3.0) -> Quads:
         box_normals = np.array([rot @ n for _, n in faces])
         verts += [loc @ rot.T + boxes.center[i] for loc, _ in faces]
         normals.append(box_normals)
-        colors.append(_shade(boxes.color[i], box_normals))
+        colors.append(_shade(boxes.color[i], box_normals, lighting))
     if not verts:
         return Quads(np.zeros((0, 4, 3)), np.zeros((0, 3)), np.zeros((0, 3), np.uint8))
     return Quads(np.array(verts), np.concatenate(normals), np.concatenate(colors))
 
 
-def ground_quads(layout: RoadLayout) -> Quads:
+def ground_quads(layout: RoadLayout | RoadNetwork, lighting: Lighting) -> Quads:
     """Asphalt then paint, both facing up."""
     road, paint = layout.surface_quads(), layout.marking_quads()
-    colors = [(72, 72, 75)] * len(road) + [(235, 235, 230)] * len(paint)
+    asphalt, marking = lighting.ground_color(lighting.asphalt), lighting.ground_color(lighting.paint)
+    colors = [asphalt] * len(road) + [marking] * len(paint)
     verts = np.array(road + paint)
     return Quads(verts, np.tile([0.0, 0.0, 1.0], (len(verts), 1)), np.array(colors, dtype=np.uint8))
 
@@ -99,17 +127,18 @@ class Rasteriser:
     SUBPIXEL_BITS = 2
     GUARD = 1024
 
-    def __init__(self, camera: CameraModel) -> None:
+    def __init__(self, camera: CameraModel, lighting: Lighting) -> None:
         self.camera = camera
-        self._background = self._make_background()
+        self._background = self._make_background(lighting)
 
-    def _make_background(self) -> np.ndarray:
+    def _make_background(self, lighting: Lighting) -> np.ndarray:
         """Sky gradient above the horizon (a level camera's centre row), terrain below."""
         cam = self.camera
         rows = np.arange(cam.height, dtype=float)[:, None]
         frac = np.clip(rows / max(cam.cy, 1.0), 0.0, 1.0)
-        sky = (1 - frac) * np.array([70.0, 130.0, 200.0]) + frac * np.array([190.0, 210.0, 235.0])
-        img = np.where(rows < cam.cy, sky, np.array([96.0, 102.0, 82.0]))
+        sky = (1 - frac) * np.array(lighting.sky_top) + frac * np.array(lighting.sky_horizon)
+        img = np.where(rows < cam.cy, sky, np.array(lighting.terrain))
+        img = np.clip(img * lighting.exposure, 0.0, 255.0)
         return np.ascontiguousarray(np.broadcast_to(img[:, None, :], (cam.height, cam.width, 3))).astype(np.uint8)
 
     def render(self, map_from_camera: np.ndarray, layers: Sequence[tuple[Quads, bool]]) -> np.ndarray:

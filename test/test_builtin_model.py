@@ -1,0 +1,47 @@
+"""The shipped compact model drives: checked on short held-out synthetic drives (seeds never used in training)
+against looser versions of the README's targets, so a regression in features, model or weights fails CI."""
+from __future__ import annotations
+
+import pytest
+
+from diffusiondrive_ros.planner import DEFAULT_CHECKPOINT, Planner
+from diffusiondrive_ros.ros.pipeline import PipelineConfig
+from diffusiondrive_ros.tools.evaluate import evaluate_bags
+from diffusiondrive_ros.tools.synthetic.bag import make_drive
+from diffusiondrive_ros.tools.synthetic.config import DriveConfig
+
+HELD_OUT = {  # bag name -> drive; training used random seeds 1000-1039 and demo seeds 2000-2009
+    "demo_left": DriveConfig(seed=9901, turn="left", duration_s=14.0),
+    "random": DriveConfig(seed=9902, scenario="random", duration_s=14.0),
+}
+
+
+@pytest.fixture(scope="module")
+def planner() -> Planner:
+    return Planner.from_checkpoint(None, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def report(planner, tmp_path_factory):
+    root = tmp_path_factory.mktemp("held_out")
+    bags = [make_drive(root / name, config).path for name, config in HELD_OUT.items()]
+    return evaluate_bags(bags, planner, PipelineConfig(seed=0), every=2)
+
+
+def test_the_default_is_the_shipped_compact_checkpoint(planner):
+    assert DEFAULT_CHECKPOINT.is_file() and DEFAULT_CHECKPOINT.stat().st_size < 20 * 2**20
+    assert planner.model.config.variant == "compact" and not planner.seeded
+    assert str(DEFAULT_CHECKPOINT) in planner.describe()
+
+
+def test_best_mode_beats_constant_velocity_on_every_held_out_drive(report):
+    for bag in report.to_dict()["bags"]:
+        assert bag["evaluated"] >= 20, bag["bag"]
+        assert bag["ade_vs_constant_velocity"] < 0.8, (bag["bag"], bag["ade"], bag["baselines"]["constant_velocity"])
+
+
+def test_best_mode_follows_turns_and_stays_off_obstacles(report):
+    overall = report.overall()
+    assert overall["turn_agreement_rate"] >= 0.6, overall["turn_agreement_rate"]
+    assert overall["collision_rate"] <= 0.2, overall["collision_rate"]
+    assert overall["min_ade"] < overall["ade"]  # the other modes are alternatives, not copies of the best
