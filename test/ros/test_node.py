@@ -10,6 +10,9 @@ from rclpy.qos import QoSProfile
 from ros_graph import Listener, live_t0, start_node, start_publisher, stop
 from visualization_msgs.msg import Marker, MarkerArray
 
+# Processes that need the CPUs for their timing share one xdist worker (setup.cfg: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("cpu_bound_processes")
+
 OUT_PATH, OUT_CANDIDATES = "/test/out/path", "/test/out/candidates"
 SEED = 5
 

@@ -15,6 +15,9 @@ from nav_msgs.msg import Path as PathMsg
 from ros_graph import live_t0, start_node, start_publisher, stop
 from test_node import REMAPS, SEED, frame_index, listener, node_params, statuses
 
+# Processes that need the CPUs for their timing share one xdist worker (setup.cfg: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("cpu_bound_processes")
+
 SLOW_RATE_HZ = 2.0  # every frame planned on a 2-core CPU, so each broken frame surely reaches the planner
 LARGE_DATA_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_data.xml"
 FULL_HD = {"height": 1080, "width": 1920}

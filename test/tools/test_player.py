@@ -30,6 +30,9 @@ from diffusiondrive_ros.tools.synthetic.bag import DriveSummary, make_drive
 from diffusiondrive_ros.tools.synthetic.config import DriveConfig
 from diffusiondrive_ros.tools.synthetic.interface import BASE_FRAME, LIDAR_FRAME
 
+# Processes that need the CPUs for their timing share one xdist worker (setup.cfg: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("cpu_bound_processes")
+
 REPO = Path(__file__).resolve().parents[2]
 # Publisher-side Fast DDS profile: ~2 MB clouds to the node's best-effort subscription are lost without it.
 LARGE_DATA_PROFILE = REPO / "config" / "fastdds_large_data.xml"

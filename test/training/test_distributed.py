@@ -23,6 +23,9 @@ from diffusiondrive_ros.model import DiffusionDrive, load_model_config
 from diffusiondrive_ros.training.distributed import GlobalBatchSampler
 from diffusiondrive_ros.training.train import TrainOptions, train
 
+# Processes that need the CPUs for their timing share one xdist worker (setup.cfg: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("cpu_bound_processes")
+
 REPO = Path(__file__).resolve().parents[2]
 
 
