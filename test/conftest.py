@@ -9,8 +9,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "test" / "data"
 """Facts taken from the official implementation (see test/data/README.md), so tests run from a plain clone."""
-SHARED_REFERENCE = REPO.parent / "shared" / "reference"
-"""The project's shared reference folder; only used for an extra cross-check when it sits beside the clone."""
 
 sys.path.insert(0, str(REPO / "test" / "support"))
 

@@ -57,7 +57,7 @@ from ..training.dataset import (
     write_shard_info,
 )
 from ..training.ground_truth import GROUND_TRUTH_INTERVAL_S, OdometryTrack, derive_command
-from .bag_io import BagMessage, read_bag
+from .bag_io import BagMessage
 from .replay import BagFrames, ReplayTopics, SyncedFrame, camera_transport, parse_topics
 
 
@@ -231,14 +231,7 @@ def build_shard(bag: Path, out: Path, settings: BuildSettings, progress: bool = 
     pipeline = FramePipeline(None, config)
     frames = BagFrames(pipeline, settings.topics, settings.every)
     shard = _ShardFrames(pipeline, track, settings)
-    _, count, messages = read_bag(bag)
-    last_ns = 0
-    for message in tqdm(messages, total=count, desc=bag.name, unit="msg", disable=not progress, leave=False,
-                        file=sys.stderr):
-        for frame in frames.feed(message):
-            shard.add(frame)
-        last_ns = message.timestamp_ns
-    for frame in frames.finish(last_ns):
+    for frame in frames.read(bag, progress):
         shard.add(frame)
     arrays = shard.arrays()
     skipped = Counter(pipeline.stats.skipped) + shard.skipped

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..planner import SEEDED, Planner
 from ..ros.frame_sync import FrameSkipped
@@ -37,7 +36,6 @@ from ..ros.pipeline import FramePipeline, PipelineConfig
 from ..training import baselines
 from ..training.ground_truth import GROUND_TRUTH_INTERVAL_S, OdometryTrack
 from ..training.metrics import FrameMetrics, MetricsConfig, evaluate_frame, path_length, summarize, turn_direction
-from .bag_io import read_bag
 from .dataset_builder import BagError, check_bag, odometry_track
 from .rendering.bev import render_bev
 from .rendering.drawing import panel, put_text
@@ -488,21 +486,11 @@ def _evaluate_bag(bag: Path, scenario: dict | None, planner: Planner, config: Pi
     evaluator = _BagEvaluator(pipeline, odometry_track(bag, topics.odometry), metrics, scenario)
     result = BagResult(bag)
 
-    def add(synced: SyncedFrame) -> None:
-        """Evaluate one frame and keep it."""
+    for synced in frames.read(bag, progress):
         evaluated = evaluator.add(synced)
         if evaluated is not None:
             result.frames.append(evaluated[0])
             worst.offer(bag, *evaluated)
-
-    _, count, messages = read_bag(bag)
-    last_ns = 0
-    for message in tqdm(messages, total=count, desc=bag.name, unit="msg", disable=not progress, file=sys.stderr):
-        for synced in frames.feed(message):
-            add(synced)
-        last_ns = message.timestamp_ns
-    for synced in frames.finish(last_ns):
-        add(synced)
     result.clouds = frames.clouds
     result.skipped = Counter(pipeline.stats.skipped) + evaluator.skipped
     return result

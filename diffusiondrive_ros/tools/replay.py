@@ -10,6 +10,7 @@ import dataclasses
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +139,16 @@ class BagFrames:
     def finish(self, end_ns: int) -> list[SyncedFrame]:
         """The frames still waiting at the end of the bag."""
         return self._ready(end_ns, flush=True)
+
+    def read(self, bag: Path, progress: bool = False) -> Iterator[SyncedFrame]:
+        """Every frame of a whole bag, oldest first: each message fed in log-time order, then the bag finished."""
+        _, count, messages = read_bag(bag)
+        last_ns = 0
+        for message in tqdm(messages, total=count, desc=Path(bag).name, unit="msg", disable=not progress,
+                            leave=False, file=sys.stderr):
+            yield from self.feed(message)
+            last_ns = message.timestamp_ns
+        yield from self.finish(last_ns)
 
     def _record(self, name: str, message: BagMessage):
         msg = message.decode()

@@ -19,7 +19,7 @@ from diffusiondrive_ros.planner import Planner
 from diffusiondrive_ros.ros.conversions import acceleration_from_imu, stamp_to_ns, velocity_from_odometry
 from diffusiondrive_ros.ros.frame_sync import FrameInputs
 from diffusiondrive_ros.ros.pipeline import FramePipeline, PipelineConfig
-from diffusiondrive_ros.tools import dataset_builder
+from diffusiondrive_ros.tools import replay
 from diffusiondrive_ros.tools.bag_io import BagWriter, StaticTransforms, read_bag
 from diffusiondrive_ros.tools.dataset_builder import BuildSettings, build_dataset, shard_name
 from diffusiondrive_ros.tools.replay import ReplayTopics
@@ -202,14 +202,14 @@ def test_bad_messages_are_counted_and_missing_commands_derived(built, drive, tmp
 def test_a_bag_failing_mid_build_is_reported_and_the_others_indexed(drive, tmp_path, monkeypatch, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(drive, broken)
-    read_bag_of = dataset_builder.read_bag
+    read_bag_of = replay.read_bag  # the bag reader of BagFrames, shared with replay and eval
 
     def read_bag_failing(path):
         if path.name == "broken":
             raise OSError("disk on fire")
         return read_bag_of(path)
 
-    monkeypatch.setattr(dataset_builder, "read_bag", read_bag_failing)
+    monkeypatch.setattr(replay, "read_bag", read_bag_failing)
     assert main(["dataset", str(broken), str(drive), "--out", str(tmp_path / "out"), "--quiet"]) == 1
     assert f"error: {broken}: OSError: disk on fire" in capsys.readouterr().out
     assert [s.name for s in read_index(tmp_path / "out")[1]] == [shard_name(drive)]
