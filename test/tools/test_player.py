@@ -66,7 +66,9 @@ def lidar_extrinsic(bag: Path) -> dict:
 
 def node_params(bag: Path) -> dict:
     """Params for node and replay alike; a long sync wait, since a late camera would silently change a plan."""
-    return {"device": "cpu", "seed": SEED, "camera_transport": "compressed", "use_sim_time": True,
+    # seeded navsim weights: the node takes seconds to start, so discovery is complete before the three clouds play
+    return {"checkpoint": "seeded", "device": "cpu", "seed": SEED, "camera_transport": "compressed",
+            "use_sim_time": True,
             "sync_tolerance_s": 0.05, "sync_wait_s": 2.0, "lidar_extrinsic": lidar_extrinsic(bag),
             "diagnostics_period_s": 0.2, "latency_warn_s": 30.0}
 
