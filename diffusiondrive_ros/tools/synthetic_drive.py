@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .synthetic.bag import make_drive
-from .synthetic.config import DriveConfig, parse_camera_size
+from .synthetic.config import DriveConfig, RandomScenarioConfig, parse_camera_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,14 +44,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-size", type=camera_size, metavar="WxH",
                         default=f"{DriveConfig.image_width}x{DriveConfig.image_height}",
                         help="size of each camera image (default %(default)s); small images render and encode faster")
+    parser.add_argument("--stop-probability", type=float, default=RandomScenarioConfig.stop_probability,
+                        help="random drives: odds per road that something stands in the ego lane and the ego stops "
+                             "for it (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag directory")
 
 
 def run(args: argparse.Namespace) -> int:
     """Write a synthetic drive bag and print its summary."""
     width, height = args.camera_size
+    if args.scenario != "random" and args.stop_probability != RandomScenarioConfig.stop_probability:
+        raise SystemExit("make-drive: --stop-probability applies to --scenario random only")
+    try:
+        odds = RandomScenarioConfig(stop_probability=args.stop_probability)
+    except ValueError as exc:
+        raise SystemExit(f"make-drive: {exc}") from None
     config = DriveConfig(seed=args.seed, duration_s=args.duration, storage=args.storage, turn=args.turn,
-                         scenario=args.scenario, image_width=width, image_height=height)
+                         scenario=args.scenario, image_width=width, image_height=height, random=odds)
     reported = [-1]
 
     def report(fraction: float) -> None:

@@ -246,3 +246,22 @@ def test_integrated_curve_matches_the_circle_and_offsets_scale_the_radius():
     back = path.reversed()
     assert back.pose(0.0)[:2] == pytest.approx((30.0, 20.0), abs=1e-3)
     assert math.remainder(float(back.heading(0.0)), 2 * math.pi) == pytest.approx(-math.pi / 2)
+
+
+def test_stop_probability_option_sets_the_odds_of_stops(tmp_path: Path, capsys):
+    def stops_per_drive(odds: float) -> list[int]:
+        counts = []
+        for seed in range(4):
+            config = DriveConfig(seed=seed, duration_s=40.0, scenario="random",
+                                 random=RandomScenarioConfig(stop_probability=odds))
+            counts.append(len(SyntheticScene(config).scenario.summary(config)["stops"]))
+        return counts
+
+    often, default = stops_per_drive(1.0), stops_per_drive(RandomScenarioConfig.stop_probability)
+    assert sum(stops_per_drive(0.0)) == 0 and sum(often) > sum(default) and all(a >= b for a, b in zip(often, default))
+    out = tmp_path / "stops"
+    assert sd.main([str(out), "--scenario", "random", "--seed", "3", "--duration", "0.2", "--camera-size", "64x36",
+                    "--stop-probability", "1"]) == 0
+    for bad in (["--stop-probability", "1.5", "--scenario", "random"], ["--stop-probability", "0.9"]):
+        with pytest.raises(SystemExit, match="stop-probability|stop_probability"):
+            sd.main([str(tmp_path / "bad"), *bad])
