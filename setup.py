@@ -7,6 +7,7 @@ PACKAGE = "diffusiondrive_ros"
 
 ROS_WHEELS = [
     "ros-rclpy[fastrtps]==9.1.2",
+    "ros-rcl-interfaces==2.3.0",
     "ros-std-msgs==5.5.1",
     "ros-sensor-msgs==5.5.1",
     "ros-nav-msgs==5.5.1",
@@ -18,6 +19,7 @@ ROS_WHEELS = [
 ]
 TOOLS = [
     "rosbags==0.11.9",
+    "apsw",  # also required by rosbags; imported directly to read torn sqlite3 bags
     "mcap==1.6.0",
     "mcap-ros2-support==0.6.0",
     "transforms3d==0.4.2",
@@ -25,6 +27,7 @@ TOOLS = [
     "tqdm",
     "tensorboard",  # optional: `train` writes TensorBoard events when it is installed
 ]
+ONNX = ["onnx", "onnxscript", "onnxruntime"]  # `export --onnx` (torch's exporter needs onnxscript) and the ONNX backend
 
 setup(
     name=PACKAGE,
@@ -43,8 +46,10 @@ setup(
     extras_require={
         "ros": ROS_WHEELS,
         "tools": TOOLS,
-        "dev": ROS_WHEELS + TOOLS + [
-            "pytest", "pytest-xdist", "pytest-timeout", "ruff==0.17.6", "colcon-common-extensions==0.3.0",
+        "onnx": ONNX,
+        "dev": ROS_WHEELS + TOOLS + ONNX + [
+            "pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "ruff==0.17.6",
+            "colcon-common-extensions==0.3.0",
         ],
     },
     tests_require=["pytest"],

@@ -1,7 +1,9 @@
 """Benchmarks: time the hot paths and print each as a ratio to a baseline measured in the same run.
 
-Speed targets are checked here, never by timed assertions in tests. Baselines: `np.histogramdd` (the official
-LiDAR feature code), a (N,3)@(3,3) matmul for point transforms, and fp32 for the planner's other precisions.
+Speed targets are checked here, never by timed assertions in tests. Baselines: the official NAVSIM feature code
+(`np.histogramdd`, concatenate + resize + ToTensor), a (N,3)@(3,3) matmul for point transforms, the official eager
+fp32 forward with every head for the planner's inference path and ONNX Runtime, torch for ONNX Runtime, the navsim
+variant for the compact one, and fp32 for the planner's other precisions on CUDA.
 """
 import argparse
 import statistics
@@ -9,6 +11,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
+from . import node_bench
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -37,15 +41,22 @@ def synthetic_cloud(n: int, seed: int = 0) -> np.ndarray:
 
 
 def bench_features(repeats: int) -> list[tuple[str, float, float]]:
-    from .features import lidar_feature
+    from .features import FeatureBuilder, lidar_feature
     from .geometry import transform_points
 
+    frame = full_rig_frame()
+    builder = FeatureBuilder()
+    build = (frame["cameras"], frame["points"], frame["velocity"], frame["acceleration"], frame["command"])
+    official = lambda: (official_camera_feature(*frame["cameras"]), official_histogram(frame["points"]))  # noqa: E731
+    assert np.array_equal(builder.build(*build)["camera_feature"], official()[0])
     cloud = synthetic_cloud(120_000)
     assert np.array_equal(lidar_feature(cloud), official_histogram(cloud))
     matrix = np.eye(4)
     matrix[:3, 3] = (1.0, 0.0, 1.8)
     rotation, offset = matrix[:3, :3].astype(np.float32), matrix[:3, 3].astype(np.float32)
     return [
+        ("features, 3 cameras 1920x1080 + 200k points", median_time(lambda: builder.build(*build), repeats),
+         median_time(official, repeats)),
         ("lidar histogram, 120k points", median_time(lambda: lidar_feature(cloud), repeats),
          median_time(lambda: official_histogram(cloud), repeats)),
         ("point transform, 120k points", median_time(lambda: transform_points(cloud, matrix), repeats),
@@ -53,40 +64,146 @@ def bench_features(repeats: int) -> list[tuple[str, float, float]]:
     ]
 
 
-def bench_planner(repeats: int, device: str) -> list[tuple[str, float, float]]:
+def interleaved_medians(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median time of each case, run in turn (one warm-up each), so a busy machine slows all cases alike."""
+    for fn in cases.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def official_camera_feature(left: np.ndarray, front: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The official NAVSIM camera feature (crop, concatenate, cv2.resize, ToTensor), the baseline of ours."""
+    import cv2
+
+    l_crop, f_crop, r_crop = left[28:-28, 416:-416], front[28:-28], right[28:-28, 416:-416]
+    resized = cv2.resize(np.concatenate([l_crop, f_crop, r_crop], axis=1), (1024, 256))
+    return resized.transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+def full_rig_frame(seed: int = 0, points: int = 200_000) -> dict:
+    """Three 1920x1080 cameras and a LiDAR sweep, the NAVSIM rig's sizes (random content)."""
+    rng = np.random.default_rng(seed)
+    cameras = [rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8) for _ in range(3)]
+    return dict(cameras=cameras, points=synthetic_cloud(points, seed), velocity=(7.0, 0.0), acceleration=(0.0, 0.0),
+                command=1)
+
+
+def bench_planner(repeats: int, device: str, threads: int | None, reference: str, compact: str,
+                  onnx: bool) -> list[tuple[str, float, float]]:
+    """Features + model per frame on the full rig; every row is a ratio to a baseline timed in the same loop.
+
+    Baselines: the official code (NAVSIM features and the eager fp32 forward with every head) of the `reference`
+    variant; torch for ONNX Runtime; the reference variant for the compact one. The plans of the optimised paths
+    are checked equal to the official one first (within the ONNX export tolerance).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from .export import ONNX_ATOL
+    from .features import status_feature
+    from .model.variants import load_model_config
+    from .model.weights import seeded_model
     from .planner import Planner, frame_generator
-    from .tools.synthetic.lidar import LIDAR_MOUNT
-    from .tools.synthetic.scene import SyntheticScene
 
-    scene = SyntheticScene()
-    cameras = [scene.render_camera(name, 2.0) for name in ("left", "front", "right")]
-    points = scene.lidar_sweep(2.0)[:, :3] + np.asarray(LIDAR_MOUNT, np.float32)
-    planner = Planner.from_checkpoint(None, device=device)
+    frame = full_rig_frame()
+    settings = dict(device=device, threads=threads)
+    large = seeded_model(load_model_config(reference), 0)
+    official = Planner(large, optimize=False, aux_heads=True, **settings)
+    planners = {"official": official, "torch": Planner(large, **settings)}
+    small = seeded_model(load_model_config(compact), 0)
+    planners["compact"] = Planner(small, **settings)
+    if onnx:
+        folder = Path(tempfile.mkdtemp(prefix="diffusiondrive_bench_"))
+        planners["onnxruntime"] = Planner(large, backend="onnxruntime", onnx_path=folder / "large.onnx", **settings)
+        planners["compact onnxruntime"] = Planner(small, backend="onnxruntime", onnx_path=folder / "small.onnx",
+                                                  **settings)
 
-    def plan(p):
-        return lambda: p.plan(cameras, points, (7.0, 0.0), (0.0, 0.0), 1, generator=frame_generator(0, 0))
+    backbone = large.config.backbone
+    navsim_inputs = (backbone.camera_height, backbone.camera_width, backbone.lidar_resolution) == (256, 1024, 256)
 
-    rows = []
-    if planner.device.type == "cuda":
-        fp32 = median_time(plan(planner), repeats)
-        for precision in ("fp16", "bf16"):
-            reduced = Planner(planner.model, device=planner.device, precision=precision)
-            rows.append((f"plan, cuda {precision} vs fp32", median_time(plan(reduced), repeats), fp32))
+    def official_frame():
+        """The official feature code when the reference takes NAVSIM's input sizes, else ours (smaller variants)."""
+        if not navsim_inputs:
+            return official.plan(**frame, generator=frame_generator(0, 0))
+        camera = official_camera_feature(*frame["cameras"])
+        lidar = official_histogram(frame["points"])
+        status = status_feature(frame["command"], frame["velocity"], frame["acceleration"])
+        return official.plan_features(camera, lidar, status, generator=frame_generator(0, 0))
+
+    cases = {name: (lambda p=p: p.plan(**frame, generator=frame_generator(0, 0)))
+             for name, p in planners.items() if name != "official"}
+    cases["official"] = official_frame
+    expected = official_frame().modes
+    for name in ("torch", "onnxruntime"):
+        if name in cases:
+            difference = float(np.abs(cases[name]().modes - expected).max())
+            if difference > ONNX_ATOL:
+                raise RuntimeError(f"plan {reference} {name} differs from the official eager plan by {difference} m")
+    times = interleaved_medians(cases, repeats)
+    where = f"{planners['torch'].device.type} {threads or 'default'} threads"
+    rows = [(f"plan {reference} ({where}): torch optimised vs official eager", times["torch"], times["official"])]
+    if onnx:
+        rows += [(f"plan {reference}: onnxruntime vs official eager", times["onnxruntime"], times["official"]),
+                 (f"plan {reference}: onnxruntime vs torch optimised", times["onnxruntime"], times["torch"])]
+    rows.append((f"plan {compact} vs {reference} (torch optimised)", times["compact"], times["torch"]))
+    if onnx:
+        rows.append((f"plan {compact} vs {reference} (onnxruntime)", times["compact onnxruntime"],
+                     times["onnxruntime"]))
     return rows
+
+
+def bench_reduced_precision(repeats: int, device: str) -> list[tuple[str, float, float]]:
+    """fp16 and bf16 against fp32 on CUDA (nothing on CPU, where the planner computes in fp32)."""
+    from .planner import Planner, frame_generator
+
+    planner = Planner.from_checkpoint(None, device=device)
+    if planner.device.type != "cuda":
+        return []
+    frame = full_rig_frame()
+    cases = {precision: (lambda p=Planner(planner.model, device=planner.device, precision=precision):
+                         p.plan(**frame, generator=frame_generator(0, 0))) for precision in ("fp32", "fp16", "bf16")}
+    times = interleaved_medians(cases, repeats)
+    return [(f"plan, cuda {precision} vs fp32", times[precision], times["fp32"]) for precision in ("fp16", "bf16")]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per case (median reported)")
     parser.add_argument("--device", default="auto", help="planner device: auto, cpu or cuda")
     parser.add_argument("--skip-planner", action="store_true", help="only the feature/conversion benchmarks")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the planners (default: library's)")
+    parser.add_argument("--reference", default="navsim",
+                        help="variant (or YAML) whose official eager forward is the baseline (default navsim)")
+    parser.add_argument("--compact", default="compact", help="the small variant compared with the reference")
+    parser.add_argument("--skip-onnx", action="store_true", help="leave out the ONNX Runtime rows (no export)")
+    node_bench.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if node_bench.wanted(args):
+        return node_bench.run(args)
     rows = bench_features(args.repeats)
     if not args.skip_planner:
-        rows += bench_planner(max(2, args.repeats // 3), args.device)
+        repeats = max(2, args.repeats // 3)
+        rows += bench_planner(repeats, args.device, args.threads, args.reference, args.compact, not args.skip_onnx)
+        rows += bench_reduced_precision(repeats, args.device)
     width = max(len(name) for name, _, _ in rows)
     print(f"{'case':{width}}  {'ours [ms]':>10}  {'baseline [ms]':>13}  {'speed-up':>8}")
     for name, ours, baseline in rows:
         print(f"{name:{width}}  {ours * 1e3:10.2f}  {baseline * 1e3:13.2f}  {baseline / ours:7.2f}x")
+    print(f"peak RSS of this run (every planner above loaded at once): {peak_rss_mb():.0f} MiB")
     return 0

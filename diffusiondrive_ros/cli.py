@@ -1,7 +1,10 @@
 """`diffusiondrive-ros` command line: one console script, one subcommand per tool."""
 import argparse
 import importlib
+import logging
 import sys
+
+from .errors import InputError, report
 
 # subcommand -> (module with add_arguments(parser) and run(args), one-line help); only the chosen one is imported.
 SUBCOMMANDS = {
@@ -16,7 +19,7 @@ SUBCOMMANDS = {
     "anchors": ("diffusiondrive_ros.training.anchors_cli", "K-means trajectory anchors (.npy + PNG) from a dataset"),
     "train": ("diffusiondrive_ros.training.train", "train or fine-tune the planner on a dataset (also under torchrun)"),
     "eval": ("diffusiondrive_ros.tools.evaluate", "open-loop metrics of the planner on bags vs kinematic baselines"),
-    "export": ("diffusiondrive_ros.export", "export a checkpoint for deployment (float16 copy of our format)"),
+    "export": ("diffusiondrive_ros.export", "export for deployment: float16 checkpoint or the plan as ONNX"),
     "bench": ("diffusiondrive_ros.bench", "time the hot paths as ratios to baselines measured in the same run"),
 }
 
@@ -42,7 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "passes_ros_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.ros_args = extra
-    return module.run(args) or 0
+    logging.basicConfig(format=f"diffusiondrive-ros {argv[0]}: %(levelname)s: %(message)s")
+    try:
+        return module.run(args) or 0
+    # A path, bag or checkpoint the user named that cannot be used (InputError and its BagReadError, BagError and
+    # CheckpointError), or the OS refusing a file: one line naming it and exit code 1, not a traceback.
+    except (InputError, OSError, ValueError) as error:
+        return report(argv[0], error)
 
 
 if __name__ == "__main__":

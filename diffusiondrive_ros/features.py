@@ -22,6 +22,9 @@ NUM_COMMANDS = 4
 
 _CAMERA_NAMES = ("left", "front", "right")
 
+ASPECT_RATIO_TOLERANCE = 0.01
+"""Relative aspect-ratio difference from the rig's reference size below which a camera is not reported."""
+
 if TYPE_CHECKING:  # only for the hints: importing the model package would import torch
     from .model.config import DiffusionDriveConfig
 
@@ -35,7 +38,10 @@ class CameraRigConfig:
     panorama that is resized to 1024x256. Crops are given in pixels of a
     ``reference_width`` x ``reference_height`` image and scale with each
     camera's own size, so the same rig at another resolution crops the same
-    field of view (exactly the given pixels at the reference size).
+    field of view (exactly the given pixels at the reference size). A camera of
+    another aspect ratio is cropped by the same fractions and its panorama is
+    then stretched to ``output_width`` x ``output_height``: ``aspect_ratio_note``
+    says so, for the caller to warn about.
     """
 
     crop_top: int = 28
@@ -50,6 +56,19 @@ class CameraRigConfig:
         """(top, bottom, side) crop in pixels of a height x width image."""
         rows, cols = height / self.reference_height, width / self.reference_width
         return round(self.crop_top * rows), round(self.crop_bottom * rows), round(self.side_crop * cols)
+
+    def aspect_ratio_note(self, height: int, width: int) -> str:
+        """'' when a height x width camera has the reference aspect ratio (within ASPECT_RATIO_TOLERANCE);
+        otherwise a sentence saying how its picture is stretched to the reference one.
+        """
+        reference = self.reference_width / self.reference_height
+        stretch = reference / (width / height)
+        if abs(stretch - 1.0) <= ASPECT_RATIO_TOLERANCE:
+            return ""
+        return (f"{width}x{height} image has aspect ratio {width / height:.3f}, the rig "
+                f"{self.reference_width}x{self.reference_height} has {reference:.3f}: cropped by the same fractions, "
+                f"its width is scaled {stretch:.3f}x relative to its height in the model's "
+                f"{self.output_width}x{self.output_height} panorama")
 
     def __post_init__(self) -> None:
         for name in ("reference_width", "reference_height"):
@@ -144,6 +163,14 @@ def stitch_cameras(
     left: np.ndarray, front: np.ndarray, right: np.ndarray, config: CameraRigConfig = CameraRigConfig()
 ) -> np.ndarray:
     """Crop, stitch left|front|right and resize; returns (output_height, output_width, 3) uint8 RGB."""
+    stitched = np.concatenate(_camera_crops(left, front, right, config), axis=1)
+    return cv2.resize(stitched, (config.output_width, config.output_height))
+
+
+def _camera_crops(
+    left: np.ndarray, front: np.ndarray, right: np.ndarray, config: CameraRigConfig
+) -> list[np.ndarray]:
+    """The checked (left, front, right) crops as views, all of one height, to be stitched side by side."""
     crops = []
     for name, image in zip(_CAMERA_NAMES, (left, front, right)):
         _check_image(name, image, config, side=name != "front")
@@ -153,8 +180,7 @@ def stitch_cameras(
     heights = {name: crop.shape[0] for name, crop in zip(_CAMERA_NAMES, crops)}
     if len(set(heights.values())) != 1:
         raise ValueError(f"cameras have different heights after cropping: {heights}")
-    stitched = np.concatenate(crops, axis=1)
-    return cv2.resize(stitched, (config.output_width, config.output_height))
+    return crops
 
 
 def camera_feature(
@@ -182,13 +208,16 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return idx
 
 
-def lidar_feature(points: np.ndarray, config: LidarBevConfig = LidarBevConfig()) -> np.ndarray:
+def lidar_feature(
+    points: np.ndarray, config: LidarBevConfig = LidarBevConfig(), out: np.ndarray | None = None
+) -> np.ndarray:
     """BEV point-count histogram of points above ``split_height``; returns (1, nx, ny) float32 in [0, 1].
 
     ``points`` is (N, >=3) float32/float64, columns x forward, y left, z up in the
     ego frame. Axis 1 of the output is the x cell, axis 2 the y cell. Points with
     NaN/Inf coordinates are dropped. Height thresholds are compared in the
-    points' own dtype, as NAVSIM does.
+    points' own dtype, as NAVSIM does. ``out``: a C-contiguous (1, nx, ny)
+    float32 array to write into (and return) instead of a new one.
     """
     if not isinstance(points, np.ndarray) or points.ndim != 2 or points.shape[1] < 3:
         got = f"shape {points.shape}" if isinstance(points, np.ndarray) else type(points).__name__
@@ -206,7 +235,10 @@ def lidar_feature(points: np.ndarray, config: LidarBevConfig = LidarBevConfig())
     counts = np.bincount(flat, minlength=nx * ny)
     cap = config.hist_max_per_pixel
     levels = (np.arange(cap + 1) / cap).astype(np.float32)
-    return levels[np.minimum(counts, cap)].reshape(1, nx, ny)
+    if out is None:
+        out = np.empty((1, nx, ny), np.float32)
+    np.take(levels, np.minimum(counts, cap, out=counts), out=out.reshape(-1))
+    return out
 
 
 def _finite_pair(name: str, value: Sequence[float]) -> np.ndarray:
@@ -252,3 +284,46 @@ def build_features(
         "lidar_feature": lidar_feature(points, lidar_config),
         "status_feature": status_feature(command, velocity, acceleration),
     }
+
+
+class FeatureBuilder:
+    """`build_features` writing into buffers kept from frame to frame, for a planner's per-frame loop.
+
+    The returned arrays are views of the buffers and are overwritten by the next `build`: copy them to keep them.
+    The camera feature is stored height x width x channel, so its (3, H, W) view is already channels-last for
+    the network. Outputs equal `build_features`'.
+    """
+
+    def __init__(self, camera_config: CameraRigConfig = CameraRigConfig(),
+                 lidar_config: LidarBevConfig = LidarBevConfig()):
+        self.camera_config, self.lidar_config = camera_config, lidar_config
+        out_h, out_w = camera_config.output_height, camera_config.output_width
+        self._stitched = np.empty((0, 0, 3), np.uint8)  # grows to the rig's stitched size on the first frame
+        self._resized = np.empty((out_h, out_w, 3), np.uint8)
+        self._camera = np.empty((out_h, out_w, 3), np.float32)
+        nx, ny = lidar_config.x_edges.size - 1, lidar_config.y_edges.size - 1
+        self._lidar = np.empty((1, nx, ny), np.float32)
+
+    def camera(self, left: np.ndarray, front: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """`camera_feature` of the three images as a (3, H, W) view of a reused H x W x 3 buffer."""
+        config = self.camera_config
+        crops = _camera_crops(left, front, right, config)
+        shape = (crops[0].shape[0], sum(crop.shape[1] for crop in crops), 3)
+        if self._stitched.shape != shape:
+            self._stitched = np.empty(shape, np.uint8)
+        np.concatenate(crops, axis=1, out=self._stitched)
+        cv2.resize(self._stitched, (config.output_width, config.output_height), dst=self._resized)
+        np.divide(self._resized, np.float32(255), out=self._camera, dtype=np.float32)
+        return self._camera.transpose(2, 0, 1)
+
+    def build(self, cameras: Sequence[np.ndarray], points: np.ndarray, velocity: Sequence[float],
+              acceleration: Sequence[float], command: int) -> dict[str, np.ndarray]:
+        """All three model inputs (unbatched), as `build_features`; camera and LiDAR are views of the buffers."""
+        if len(cameras) != len(_CAMERA_NAMES):
+            raise ValueError(f"cameras: expected (left, front, right), got {len(cameras)} images")
+        lidar_feature(points, self.lidar_config, out=self._lidar)
+        return {
+            "camera_feature": self.camera(*cameras),
+            "lidar_feature": self._lidar,
+            "status_feature": status_feature(command, velocity, acceleration),
+        }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -12,13 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import CameraRigConfig, LidarBevConfig, build_features, camera_config_for, lidar_config_for
+from .features import CameraRigConfig, FeatureBuilder, LidarBevConfig, camera_config_for, lidar_config_for
 from .model import DiffusionDrive, DiffusionDriveConfig, load_model_config, model_config
 from .model.anchors import load_anchors
 from .model.checkpoint import check_compatible, load_checkpoint
+from .model.diffusiondrive import AUX_OUTPUTS
+from .model.inference import prepare_for_inference
 from .model.weights import seeded_model
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("torch", "onnxruntime")
+"""Inference runtimes: PyTorch (eager, optionally torch.compile) or ONNX Runtime on the exported plan graph."""
 SEEDED = "seeded"
 """`Planner.from_checkpoint(SEEDED)`: deterministic seeded weights (untrained; for tests and benchmarks)."""
 
@@ -33,11 +39,12 @@ class PlanResult:
     modes: np.ndarray  # (K, P, 3)
     scores: np.ndarray  # (K,) raw classification logits; higher is better
     best_index: int
-    agent_states: np.ndarray  # (A, 5) x, y, heading, length, width
-    agent_labels: np.ndarray  # (A,) existence logits
-    bev_semantic_map: np.ndarray  # (C, H, W) class logits
     denoising: np.ndarray  # (steps, K, P, 3) poses after each DDIM step
     latency_s: float
+    # Auxiliary perception outputs, only when the planner runs with aux_heads=True (planning does not use them).
+    agent_states: np.ndarray | None = None  # (A, 5) x, y, heading, length, width
+    agent_labels: np.ndarray | None = None  # (A,) existence logits
+    bev_semantic_map: np.ndarray | None = None  # (C, H, W) class logits
 
     @property
     def best(self) -> np.ndarray:
@@ -64,10 +71,18 @@ def frame_generator(seed: int, stamp_ns: int) -> torch.Generator:
 
 
 class Planner:
-    """DiffusionDrive on one device and precision; `plan()` takes raw sensor arrays.
+    """DiffusionDrive on one device, precision and backend; `plan()` takes raw sensor arrays.
 
     The feature builders follow the model's config: `camera_config` gives only the rig's crop and `lidar_config`
     only the height filter and saturation; output sizes and the BEV grid always come from the model.
+
+    Inference runs a prepared copy of `model` (batch norms folded; channels-last on CUDA; `optimize=False` runs
+    `model` itself, the official eager path); `model` keeps its official parameter names. Only the trajectory head runs
+    unless `aux_heads` asks for the agent boxes and the BEV semantic map as well. `threads` sets the CPU threads
+    (torch: process-wide, `torch.set_num_threads`; ONNX Runtime: its session), None = the library default.
+    `compile` wraps the torch model in `torch.compile` (the first frames compile; it pays off on GPU, seldom on
+    CPU). `backend="onnxruntime"` runs the plan graph at `onnx_path` (written there from `model` when the file
+    does not exist; None = a temporary file), with TensorRT/CUDA providers on a CUDA device when installed.
     """
 
     def __init__(
@@ -79,19 +94,47 @@ class Planner:
         lidar_config: LidarBevConfig = LidarBevConfig(),
         weights_source: str = "",
         seeded: bool = False,
+        backend: str = "torch",
+        threads: int | None = None,
+        aux_heads: bool = False,
+        optimize: bool = True,
+        compile: bool = False,
+        onnx_path: str | Path | None = None,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive int or None (library default), got {threads!r}")
+        if backend == "onnxruntime" and (aux_heads or compile):
+            raise ValueError("backend 'onnxruntime' runs the exported plan graph only: aux_heads and compile "
+                             f"need backend 'torch' (got aux_heads={aux_heads!r}, compile={compile!r})")
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.requested_precision = precision
-        # Reduced precision only pays off on a GPU; CPU bf16/fp16 kernels are often 100x slower than fp32.
-        self.precision = precision if self.device.type == "cuda" else "fp32"
+        # Reduced precision only pays off on a GPU; CPU bf16/fp16 kernels are often 100x slower than fp32. The ONNX
+        # graph is exported in fp32.
+        self.precision = precision if self.device.type == "cuda" and backend == "torch" else "fp32"
         self.model = model.to(self.device).eval()
         self.camera_config = camera_config_for(model.config, camera_config)
         self.lidar_config = lidar_config_for(model.config, lidar_config)
         self.weights_source = weights_source
         self.seeded = seeded  # seeded random weights exercise the network but are not a driving policy
         self.num_parameters = sum(p.numel() for p in model.parameters())
+        self.backend, self.threads, self.aux_heads = backend, threads, aux_heads
+        self.optimize, self.compile = optimize, compile
+        self._features = FeatureBuilder(self.camera_config, self.lidar_config)
+        self._lock = threading.Lock()  # the feature buffers are reused frame after frame
+        self._onnx = None
+        # Channels-last measured no faster than NCHW with oneDNN on a 2-core CPU (bench/README.md); cuDNN gains.
+        self._channels_last = optimize and self.device.type == "cuda"
+        if backend == "onnxruntime":
+            self._onnx = _onnx_plan(model, onnx_path, self.device.type, threads)
+        else:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            runner = prepare_for_inference(self.model, self._channels_last) if optimize else self.model
+            self._runner = torch.compile(runner) if compile else runner
 
     @classmethod
     def from_checkpoint(
@@ -137,10 +180,11 @@ class Planner:
         return cls(model, device=device, precision=precision, weights_source=source, seeded=path == SEEDED, **kwargs)
 
     def describe(self) -> str:
-        """Device, precision (and why it differs from the request), the model variant and sizes, and the weights."""
+        """Device, precision (and why it differs from the request), backend, the model variant and sizes, weights."""
         fallback = ""
         if self.precision != self.requested_precision:
-            fallback = f" (requested {self.requested_precision}, fp32 on CPU)"
+            where = "CPU" if self.device.type == "cpu" else "the fp32 ONNX graph"
+            fallback = f" (requested {self.requested_precision}, fp32 on {where})"
         config, camera = self.model.config, self.camera_config
         grid = self.lidar_config.x_edges.size - 1
         model = (
@@ -148,7 +192,9 @@ class Planner:
             f"camera {camera.output_width}x{camera.output_height}, "
             f"LiDAR {grid}x{grid} over {2 * config.lidar_max_x:g} m, {config.num_modes} modes)"
         )
-        return f"{self.device.type} {self.precision}{fallback}; model: {model}; weights: {self.weights_source}"
+        backend = self.backend if self._onnx is None else f"onnxruntime ({', '.join(self._onnx.providers)})"
+        return (f"{self.device.type} {self.precision}{fallback}; backend: {backend}; model: {model}; "
+                f"weights: {self.weights_source}")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """Autocast to the reduced precision, or nothing for fp32."""
@@ -156,7 +202,28 @@ class Planner:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
 
-    @torch.inference_mode()
+    def _inputs(self, arrays: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Batched tensors on the device (sharing the arrays' memory where the layout allows), in the model's layout."""
+        layout = torch.channels_last if self._channels_last else torch.contiguous_format
+        tensors = [torch.from_numpy(np.asarray(a, dtype=np.float32)).unsqueeze(0).to(self.device) for a in arrays]
+        return [t.contiguous(memory_format=layout) if t.dim() == 4 else t for t in tensors]
+
+    def _run(self, arrays: Sequence[np.ndarray], generator: torch.Generator | None,
+             noise: torch.Tensor | None) -> dict[str, np.ndarray]:
+        """One batch-1 forward on the backend; every output as a host array without the batch axis."""
+        if self._onnx is not None:
+            if noise is None:
+                noise = self.model._trajectory_head.draw_noise(1, torch.device("cpu"), generator)
+            batched = [np.asarray(a, dtype=np.float32)[None] for a in arrays]
+            out = self._onnx.run(*batched, noise.detach().float().cpu().numpy())
+            host = {k: v[:, 0] if k == "denoising_poses_reg" else v[0] for k, v in out.items()}
+            host["best_index"] = np.argmax(host["all_poses_cls"])
+            return host
+        with torch.inference_mode(), self._autocast():
+            out = self._runner(*self._inputs(arrays), noise=noise, generator=generator, aux_heads=self.aux_heads)
+        return {k: (v[:, 0] if k == "denoising_poses_reg" else v[0]).float().cpu().numpy() for k, v in out.items()
+                if k != "trajectory"}
+
     def plan_features(
         self,
         camera_feature: np.ndarray,
@@ -178,21 +245,14 @@ class Planner:
                 raise ValueError(f"{name}: the {config.variant} model expects shape {shape}, "
                                  f"got {tuple(np.shape(array))}")
         start = time.perf_counter()
-        inputs = [torch.as_tensor(a, dtype=torch.float32).unsqueeze(0).to(self.device)
-                  for a in (camera_feature, lidar_feature, status_feature)]
-        with self._autocast():
-            out = self.model(*inputs, noise=noise, generator=generator)
-        host = {k: v[0].float().cpu().numpy() for k, v in out.items() if k != "denoising_poses_reg"}
-        denoising = out["denoising_poses_reg"][:, 0].float().cpu().numpy()
+        host = self._run((camera_feature, lidar_feature, status_feature), generator, noise)
         return PlanResult(
             modes=host["all_poses_reg"],
             scores=host["all_poses_cls"],
             best_index=int(host["best_index"]),
-            agent_states=host["agent_states"],
-            agent_labels=host["agent_labels"],
-            bev_semantic_map=host["bev_semantic_map"],
-            denoising=denoising,
+            denoising=host["denoising_poses_reg"],
             latency_s=time.perf_counter() - start,
+            **{k: host[k] for k in AUX_OUTPUTS if k in host},
         )
 
     def plan(
@@ -206,14 +266,33 @@ class Planner:
         noise: torch.Tensor | None = None,
     ) -> PlanResult:
         """cameras: [left, front, right] uint8 RGB (H, W, 3), any size; points (N, >=3) ego frame; command 0..3."""
-        features = build_features(
-            cameras, points, velocity, acceleration, command, camera_config=self.camera_config,
-            lidar_config=self.lidar_config,
-        )
-        return self.plan_features(
-            features["camera_feature"], features["lidar_feature"], features["status_feature"],
-            generator=generator, noise=noise,
-        )
+        with self._lock:
+            features = self._features.build(cameras, points, velocity, acceleration, command)
+            return self.plan_features(
+                features["camera_feature"], features["lidar_feature"], features["status_feature"],
+                generator=generator, noise=noise,
+            )
+
+
+def _onnx_plan(model: DiffusionDrive, path: str | Path | None, device_type: str, threads: int | None):
+    """An ONNX Runtime session over the plan graph at `path`, exported from `model` first when the file is missing.
+
+    An existing file must hold the same weights (their digest is in its metadata); None exports to a file in a
+    temporary folder.
+    """
+    from .model.onnx_export import export_onnx, weights_digest
+    from .onnx_backend import OnnxPlan
+
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="diffusiondrive_onnx_")) / "plan.onnx"
+    path = Path(path)
+    if not path.is_file():
+        export_onnx(model, path)
+    session = OnnxPlan(path, device_type, threads)
+    if session.weights_digest != weights_digest(model):
+        raise ValueError(f"ONNX plan graph {path} was exported from other weights than the planner's "
+                         "(remove the file or give another onnx_path to export these weights)")
+    return session
 
 
 def _resolve_config(variant: str | Path | DiffusionDriveConfig) -> DiffusionDriveConfig:

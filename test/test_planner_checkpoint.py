@@ -58,7 +58,8 @@ def test_feature_configs_follow_the_model_config():
 
 @pytest.mark.parametrize("size", [(1080, 1920), (480, 1000), (301, 977)])
 def test_compact_checkpoint_plans_from_raw_sensors_of_any_size(compact_checkpoint, compact_model, size):
-    planner = Planner.from_checkpoint(compact_checkpoint, device="cpu", camera_config=CameraRigConfig(side_crop=200))
+    planner = Planner.from_checkpoint(compact_checkpoint, device="cpu", camera_config=CameraRigConfig(side_crop=200),
+                                      aux_heads=True)
     assert planner.model.config == compact_model.config
     frame = _frame(0, size)
     result = planner.plan(**frame, generator=frame_generator(0, 5))
@@ -70,7 +71,8 @@ def test_compact_checkpoint_plans_from_raw_sensors_of_any_size(compact_checkpoin
     with torch.no_grad():
         inputs = [torch.from_numpy(features[k])[None] for k in ("camera_feature", "lidar_feature", "status_feature")]
         expected = compact_model(*inputs, noise=noise)
-    np.testing.assert_array_equal(result.modes, expected["all_poses_reg"][0].numpy())
+    # The planner runs the batch-norm-folded copy: equal to the model within the parity tolerance.
+    np.testing.assert_allclose(result.modes, expected["all_poses_reg"][0].numpy(), rtol=0, atol=1e-4)
     assert result.best_index == int(expected["best_index"][0])
 
 

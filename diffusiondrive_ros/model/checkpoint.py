@@ -9,6 +9,8 @@ epoch, dataset, ...). Older versions are migrated on load, one version at a time
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .config import OUTPUT_STRIDE, DiffusionDriveConfig
 
 FORMAT_NAME = "diffusiondrive_ros"
@@ -24,30 +27,76 @@ FORMAT_VERSION = 2
 KNOWN_PREFIXES = ("agent._transfuser_model.", "_transfuser_model.", "module.")
 # Types `torch.load(weights_only=True)` reads back, besides containers and tensors.
 _PRIMITIVES = (str, int, float, bool, type(None))
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+_PICKLE_PROTO = b"\x80"  # pickle's PROTO opcode: torch's legacy (non-zip) format starts with a pickle
+_WEIGHTS_ONLY_REFUSAL = "Weights only load failed"  # how torch.load(weights_only=True) refuses a Python object
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the model."""
+class CheckpointError(InputError, RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model; the message names the file and the problem."""
+
+
+def _first_line(error: BaseException) -> str:
+    """The gist of a torch.load error: its type and first non-empty line (torch's messages run to paragraphs)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _container(path: Path) -> str:
+    """'zip' (torch.save's format) or 'pickle' (its legacy format), checked from the file's first bytes and its end.
+
+    A zip archive without its central directory (at the end of the file) was cut short, e.g. by a full disk or an
+    interrupted copy.
+    """
+    with path.open("rb") as stream:
+        head = stream.read(4)
+    if head == _ZIP_MAGIC:
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"checkpoint {path}: truncated or damaged: the zip archive has no central directory "
+                                  f"({path.stat().st_size} bytes; cut short while being written or copied?)")
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
+                raise CheckpointError(f"checkpoint {path}: wrong format: a zip archive but not a PyTorch file "
+                                      "(no data.pkl)")
+        return "zip"
+    if head[:1] == _PICKLE_PROTO:
+        return "pickle"
+    raise CheckpointError(f"checkpoint {path}: wrong format: not a PyTorch file (neither torch.save's zip archive "
+                          f"nor a pickle; it starts with {head!r})")
 
 
 def _read(path: str | Path, trusted: bool) -> Any:
-    """The unpickled file: weights only unless `trusted`."""
+    """The loaded file: weights only (no Python object is unpickled, so no code can run) unless `trusted`."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint {path}: no such file")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: is a folder, not a checkpoint file")
+    _container(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
+    except pickle.UnpicklingError as error:
+        # torch names the refused global or opcode on a line of its own, e.g. "Unsupported global: GLOBAL io.open".
+        detail = [line.split("error: ")[-1].split(". ")[0].strip() for line in str(error).splitlines()
+                  if "nsupported" in line]
+        if _WEIGHTS_ONLY_REFUSAL not in str(error) or not detail:
+            raise CheckpointError(f"checkpoint {path}: truncated or damaged ({_first_line(error)})") from error
         if not trusted:
             raise CheckpointError(
-                f"checkpoint {path}: cannot be read safely (weights_only=True): {error}. If the file comes from a "
-                "source you trust and holds Python objects (e.g. Lightning hyper-parameters), load it with "
-                "trusted=True."
+                f"checkpoint {path}: cannot be read with weights_only=True: it holds pickled Python objects that only "
+                f"unpickling can rebuild, and unpickling can run arbitrary code ({detail[0]}). Refused; if the file "
+                "comes from a source you trust (e.g. an official Lightning checkpoint with hyper-parameters), allow it "
+                "with trusted_checkpoint (node parameter), trusted=True (Python) or "
+                "--trust-init (train)."
             ) from error
+    # torch raises RuntimeError (zip reader), EOFError or KeyError (pickle stream) for a cut or damaged file.
+    except Exception as error:
+        raise CheckpointError(f"checkpoint {path}: truncated or damaged ({_first_line(error)})") from error
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # same variety of errors as above, now for a file that is not even a trusted pickle
-        raise CheckpointError(f"checkpoint {path}: unreadable: {error}") from error
+    except Exception as error:  # same variety of errors as above, now while unpickling a trusted file
+        raise CheckpointError(f"checkpoint {path}: unreadable even with full unpickling ({_first_line(error)})"
+                              ) from error
 
 
 def extract_state_dict(payload: Any) -> dict[str, torch.Tensor]:

@@ -28,13 +28,17 @@ class GridSampleCrossBEVAttention(nn.Module):
         self.dropout = nn.Dropout(0.1)
         self.value_proj = nn.Sequential(nn.Conv2d(in_bev_dims, embed_dims, 3, padding=1), nn.ReLU(inplace=True))
 
-    def forward(self, queries: torch.Tensor, points: torch.Tensor, bev_feature: torch.Tensor) -> torch.Tensor:
-        """Queries (B, K, C), points (B, K, P, 2) metres x/y, bev_feature (B, C_bev, H, W)."""
+    def project(self, bev_feature: torch.Tensor) -> torch.Tensor:
+        """Values (B, C, H, W) sampled by `forward`; they depend only on the BEV map, so one projection per frame
+        serves every denoising step."""
+        return self.value_proj(bev_feature)
+
+    def forward(self, queries: torch.Tensor, points: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Queries (B, K, C), points (B, K, P, 2) metres x/y, values (B, C, H, W) from `project`."""
         max_x, max_y = self.bev_range
         # grid_sample takes (width, height) coordinates: ego y runs along the BEV width, ego x along its height.
         grid = torch.stack([points[..., 1] / max_x, points[..., 0] / max_y], dim=-1)
         weights = self.attention_weights(queries).softmax(-1).unsqueeze(1)  # (B, 1, K, P)
-        values = self.value_proj(bev_feature)
         sampled = F.grid_sample(values, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out = (weights * sampled).sum(dim=-1).transpose(1, 2)  # (B, K, C)
         return self.dropout(self.output_proj(out)) + queries
@@ -97,12 +101,13 @@ class CascadeDecoderLayer(nn.Module):
         self,
         traj_feature: torch.Tensor,
         points: torch.Tensor,
-        bev_feature: torch.Tensor,
+        bev_values: torch.Tensor,
         agents_query: torch.Tensor,
         ego_query: torch.Tensor,
         time_embed: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.cross_bev_attention(traj_feature, points, bev_feature)
+        """bev_values: this layer's `cross_bev_attention.project` of the BEV map."""
+        x = self.cross_bev_attention(traj_feature, points, bev_values)
         agents = self.cross_agent_attention(x, agents_query, agents_query, need_weights=False)[0]
         x = self.norm1(x + self.dropout(agents))
         x = self.norm2(x + self.dropout1(self.cross_ego_attention(x, ego_query, ego_query, need_weights=False)[0]))
@@ -119,19 +124,23 @@ class CascadeDiffusionDecoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([CascadeDecoderLayer(config) for _ in range(config.decoder_layers)])
 
+    def project(self, bev_feature: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's BEV values, computed once per frame and shared by the denoising steps."""
+        return [layer.cross_bev_attention.project(bev_feature) for layer in self.layers]
+
     def forward(
         self,
         traj_feature: torch.Tensor,
         points: torch.Tensor,
-        bev_feature: torch.Tensor,
+        bev_values: list[torch.Tensor],
         agents_query: torch.Tensor,
         ego_query: torch.Tensor,
         time_embed: torch.Tensor,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(poses, scores) of every layer; each layer starts from the previous layer's (detached) poses."""
         outputs = []
-        for layer in self.layers:
-            poses, scores = layer(traj_feature, points, bev_feature, agents_query, ego_query, time_embed)
+        for layer, values in zip(self.layers, bev_values):
+            poses, scores = layer(traj_feature, points, values, agents_query, ego_query, time_embed)
             outputs.append((poses, scores))
             points = poses[..., :2].detach()
         return outputs
@@ -161,16 +170,16 @@ class TrajectoryHead(nn.Module):
         self,
         points: torch.Tensor,
         timesteps: torch.Tensor,
-        bev_feature: torch.Tensor,
+        bev_values: list[torch.Tensor],
         agents_query: torch.Tensor,
         ego_query: torch.Tensor,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Encode noisy anchor points + timestep and run the cascade decoder."""
+        """Encode noisy anchor points + timestep and run the cascade decoder on the projected BEV values."""
         b, k = points.shape[:2]
         pose_embedding = sine_position_embedding(points, POSE_EMBED_DIMS).flatten(-2)
         traj_feature = self.plan_anchor_encoder(pose_embedding).view(b, k, -1)
         time_embed = self.time_mlp(timesteps).view(b, 1, -1)
-        return self.diff_decoder(traj_feature, points, bev_feature, agents_query, ego_query, time_embed)
+        return self.diff_decoder(traj_feature, points, bev_values, agents_query, ego_query, time_embed)
 
     def draw_noise(self, batch: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
         """Anchor noise drawn on the generator's device (reproducible across devices), moved to `device`."""
@@ -200,11 +209,12 @@ class TrajectoryHead(nn.Module):
         anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1), self.config.normalization)
         truncation = torch.full((b,), diffusion.truncation_step, dtype=torch.long, device=device)
         sample = self.scheduler.add_noise(anchors, noise.to(device=device, dtype=anchors.dtype), truncation)
+        bev_values = self.diff_decoder.project(bev_feature)
         step_poses = []
         for t in self.scheduler.inference_timesteps(diffusion.inference_steps, diffusion.inference_step_span):
             points = denormalize_xy(sample.clamp(-1, 1), self.config.normalization)
             timesteps = torch.full((b,), t, dtype=torch.long, device=device)
-            poses, scores = self._decode(points, timesteps, bev_feature, agents_query, ego_query)[-1]
+            poses, scores = self._decode(points, timesteps, bev_values, agents_query, ego_query)[-1]
             step_poses.append(poses)
             sample = self.scheduler.step(normalize_xy(poses[..., :2], self.config.normalization), t, sample)
         return self._modes(poses, scores) | {"denoising_poses_reg": torch.stack(step_poses)}
@@ -223,5 +233,5 @@ class TrajectoryHead(nn.Module):
         anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1), self.config.normalization)
         noisy = self.scheduler.add_noise(anchors, self.draw_noise(b, device, generator), timesteps)
         points = denormalize_xy(noisy.clamp(-1, 1), self.config.normalization)
-        layers = self._decode(points, timesteps, bev_feature, agents_query, ego_query)
+        layers = self._decode(points, timesteps, self.diff_decoder.project(bev_feature), agents_query, ego_query)
         return self._modes(*layers[-1]) | {"layer_outputs": layers}

@@ -12,9 +12,12 @@ from torch import nn
 from .config import DiffusionDriveConfig
 from .diffusion_head import TrajectoryHead
 from .heads import AgentHead, bev_semantic_head
-from .layers import linear_relu_ln
+from .layers import linear_relu_ln, spatial_size
 from .loss import cascade_loss
 from .transfuser import TransfuserBackbone
+
+AUX_OUTPUTS = ("bev_semantic_map", "agent_states", "agent_labels")
+"""Outputs of the auxiliary heads (trained as perception tasks upstream; nothing downstream of planning reads them)."""
 
 
 class DiffusionDrive(nn.Module):
@@ -55,11 +58,14 @@ class DiffusionDrive(nn.Module):
         """Trajectory anchors (num_modes, num_poses, 2) in metres, part of the state_dict."""
         return self._trajectory_head.plan_anchor
 
-    def encode(self, camera: torch.Tensor, lidar: torch.Tensor, status: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Everything before the trajectory head: queries, the BEV map it attends to, agents and BEV semantics."""
+    def encode(
+        self, camera: torch.Tensor, lidar: torch.Tensor, status: torch.Tensor, aux_heads: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Everything before the trajectory head: queries and the BEV map it attends to; with `aux_heads` also the
+        agent boxes and the BEV semantic map, which planning does not consume."""
         b = status.shape[0]
         bev_upscale, fused = self._backbone(camera, lidar)
-        bev_h, bev_w = bev_upscale.shape[2:]
+        bev_h, bev_w = spatial_size(bev_upscale)
         tokens = self._bev_downscale(fused).flatten(2).transpose(1, 2)
         keyval = torch.cat([tokens, self._status_encoding(status)[:, None]], dim=1)
         keyval = keyval + self._keyval_embedding.weight[None]
@@ -72,8 +78,9 @@ class DiffusionDrive(nn.Module):
         query = self._query_embedding.weight[None].expand(b, -1, -1)
         ego_query, agents_query = self._tf_decoder(query, keyval).split(self._query_splits, dim=1)
         out = {"ego_query": ego_query, "agents_query": agents_query, "cross_bev_feature": cross_bev}
-        out["bev_semantic_map"] = self._bev_semantic_head(bev_upscale)
-        out.update(self._agent_head(agents_query))
+        if aux_heads:
+            out["bev_semantic_map"] = self._bev_semantic_head(bev_upscale)
+            out.update(self._agent_head(agents_query))
         return out
 
     def forward(
@@ -84,15 +91,17 @@ class DiffusionDrive(nn.Module):
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         target_trajectory: torch.Tensor | None = None,
+        aux_heads: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Inference in eval mode (truncated DDIM); in train mode also returns `trajectory_loss` when a target is given.
 
         noise: (B, K, P, 2) normalised-space noise for the anchors; drawn from `generator` when None.
+        aux_heads: also run the agent and BEV semantic heads (`AUX_OUTPUTS`); planning needs neither.
         """
-        enc = self.encode(camera, lidar, status)
+        enc = self.encode(camera, lidar, status, aux_heads)
         head = self._trajectory_head
         queries = (enc["ego_query"], enc["agents_query"], enc["cross_bev_feature"])
-        out = {k: enc[k] for k in ("bev_semantic_map", "agent_states", "agent_labels")}
+        out = {k: enc[k] for k in AUX_OUTPUTS if k in enc}
         if self.training:
             traj = head.forward_train(*queries, generator=generator)
             if target_trajectory is not None:

@@ -8,6 +8,11 @@ import torch
 from torch import nn
 
 
+def spatial_size(x: torch.Tensor) -> tuple[int, int]:
+    """(height, width) of an (..., H, W) tensor as plain ints, so a traced graph (the ONNX export) keeps them static."""
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
 def linear_relu_ln(embed_dims: int, in_loops: int, out_loops: int, input_dims: int | None = None) -> list[nn.Module]:
     """`out_loops` x ([Linear, ReLU] x `in_loops`, LayerNorm), the official MLP pattern (module indices matter)."""
     layers: list[nn.Module] = []

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import NUM_STAGES, BackboneConfig
+from .layers import spatial_size
 from .resnet import ResNetFeatures
 
 
@@ -111,8 +112,8 @@ class TransfuserBackbone(nn.Module):
         lidar_tokens = self.lidar_channel_to_img[index](self.avgpool_lidar(lidar))
         image_out, lidar_out = self.transformers[index](image_tokens, lidar_tokens)
         lidar_out = self.img_channel_to_lidar[index](lidar_out)
-        image = image + F.interpolate(image_out, size=image.shape[2:], mode="bilinear", align_corners=False)
-        lidar = lidar + F.interpolate(lidar_out, size=lidar.shape[2:], mode="bilinear", align_corners=False)
+        image = image + F.interpolate(image_out, size=spatial_size(image), mode="bilinear", align_corners=False)
+        lidar = lidar + F.interpolate(lidar_out, size=spatial_size(lidar), mode="bilinear", align_corners=False)
         return image, lidar
 
     def forward(self, image: torch.Tensor, lidar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,18 +65,50 @@ def _byte_array(values: np.ndarray) -> array.array:
 # Images
 # ---------------------------------------------------------------------------------------------
 
-_MONO16 = "mono16"
+_BAYER, _PIXEL_PAIRS = "bayer", "4:2:2"
 
-# encoding -> (bytes per pixel, cv2 code converting the stored pixels to RGB; None = already RGB)
-_IMAGE_ENCODINGS: dict[str, tuple[int, int | None]] = {
-    "rgb8": (3, None),
-    "bgr8": (3, cv2.COLOR_BGR2RGB),
-    "8UC3": (3, cv2.COLOR_BGR2RGB),
-    "rgba8": (4, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, cv2.COLOR_BGRA2RGB),
-    "mono8": (1, cv2.COLOR_GRAY2RGB),
-    _MONO16: (2, cv2.COLOR_GRAY2RGB),
+
+class ImageEncoding(NamedTuple):
+    """How a sensor_msgs/Image encoding stores its pixels and how they become RGB."""
+
+    channels: int
+    """Stored values per pixel (2 for packed 4:2:2: Y, then U or V)."""
+    depth: int
+    """Bytes per stored value: 1, or 2 for 16-bit encodings (byte order from `is_bigendian`)."""
+    to_rgb: int | None
+    """cv2 code converting the stored values to RGB; None when they already are RGB."""
+    layout: str = ""
+    """'bayer' (one colour per pixel, needs 2x2 pixels), '4:2:2' (pixel pairs share U and V: even width) or ''."""
+
+
+# OpenCV names a Bayer pattern after the 2x2 block at row 1, column 1, ROS after the one at row 0, column 0:
+# ROS rggb = OpenCV BG, bggr = RG, gbrg = GR, grbg = GB (test_encodings.py checks it with hand-built mosaics).
+_BAYER_TO_RGB = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
+                 "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
+
+IMAGE_ENCODINGS: dict[str, ImageEncoding] = {
+    "rgb8": ImageEncoding(3, 1, None),
+    "bgr8": ImageEncoding(3, 1, cv2.COLOR_BGR2RGB),
+    "8UC3": ImageEncoding(3, 1, cv2.COLOR_BGR2RGB),
+    "rgba8": ImageEncoding(4, 1, cv2.COLOR_RGBA2RGB),
+    "bgra8": ImageEncoding(4, 1, cv2.COLOR_BGRA2RGB),
+    "mono8": ImageEncoding(1, 1, cv2.COLOR_GRAY2RGB),
+    "rgb16": ImageEncoding(3, 2, None),
+    "bgr16": ImageEncoding(3, 2, cv2.COLOR_BGR2RGB),
+    "rgba16": ImageEncoding(4, 2, cv2.COLOR_RGBA2RGB),
+    "bgra16": ImageEncoding(4, 2, cv2.COLOR_BGRA2RGB),
+    "mono16": ImageEncoding(1, 2, cv2.COLOR_GRAY2RGB),
+    # 4:2:2 (BT.601, Y in 16..235, as OpenCV converts it). sensor_msgs/image_encodings.hpp: "uyvy" (fourcc UYVY)
+    # and its deprecated name "yuv422"; "yuyv" (fourcc YUYV, also called YUY2) and its deprecated "yuv422_yuy2".
+    "uyvy": ImageEncoding(2, 1, cv2.COLOR_YUV2RGB_UYVY, _PIXEL_PAIRS),
+    "yuv422": ImageEncoding(2, 1, cv2.COLOR_YUV2RGB_UYVY, _PIXEL_PAIRS),
+    "yuyv": ImageEncoding(2, 1, cv2.COLOR_YUV2RGB_YUYV, _PIXEL_PAIRS),
+    "yuv422_yuy2": ImageEncoding(2, 1, cv2.COLOR_YUV2RGB_YUYV, _PIXEL_PAIRS),
+} | {
+    f"bayer_{pattern}{bits}": ImageEncoding(1, bits // 8, code, _BAYER)
+    for pattern, code in _BAYER_TO_RGB.items() for bits in (8, 16)
 }
+"""Every Image encoding `image_to_rgb` reads."""
 
 # encoding -> cv2 code converting RGB to the stored pixels (mono16 is widened from mono8)
 _RGB_TO_ENCODING: dict[str, int | None] = {
@@ -86,24 +118,35 @@ _RGB_TO_ENCODING: dict[str, int | None] = {
     "rgba8": cv2.COLOR_RGB2RGBA,
     "bgra8": cv2.COLOR_RGB2BGRA,
     "mono8": cv2.COLOR_RGB2GRAY,
-    _MONO16: cv2.COLOR_RGB2GRAY,
+    "mono16": cv2.COLOR_RGB2GRAY,
 }
 
+MAX_COMPRESSED_PIXELS = 50_000_000
+"""Largest width x height a CompressedImage may declare (8K UHD is 33 Mpx); checked before decoding, since the
+decoder allocates what the header declares."""
+
 _COMPRESSED_FORMATS = frozenset({"jpeg", "jpg", "png"})
+_SIGNATURES = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+_JPEG_END = b"\xff\xd9"
+_JPEG_FRAME_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
-def _image_encoding(encoding: str) -> tuple[int, int | None]:
-    """Bytes per pixel and RGB conversion of a supported encoding."""
+def _image_encoding(encoding: str) -> ImageEncoding:
+    """How a supported encoding is stored; ConversionError listing the supported ones otherwise."""
     try:
-        return _IMAGE_ENCODINGS[encoding]
+        return IMAGE_ENCODINGS[encoding]
     except KeyError:
-        supported = ", ".join(_IMAGE_ENCODINGS)
+        supported = ", ".join(IMAGE_ENCODINGS)
         raise ConversionError(
             f"Image: unsupported encoding {encoding!r} (supported: {supported})") from None
 
 
 def _image_rows(msg: Image, bytes_per_pixel: int) -> np.ndarray:
-    """(height, width*bpp) uint8 view of the pixel bytes, row padding (step) cut off."""
+    """(height, width*bpp) uint8 view of the pixel bytes, row padding (step) cut off.
+
+    The sizes are checked against the data before anything is allocated, so absurd dimensions cost nothing.
+    """
     height, width, step = msg.height, msg.width, msg.step
     if height == 0 or width == 0:
         raise ConversionError(f"Image: empty image ({width}x{height})")
@@ -118,53 +161,123 @@ def _image_rows(msg: Image, bytes_per_pixel: int) -> np.ndarray:
     return np.frombuffer(msg.data, np.uint8).reshape(height, step)[:, :row_bytes]
 
 
+def _check_layout(msg: Image, encoding: ImageEncoding) -> None:
+    """Reject sizes that a Bayer mosaic or a 4:2:2 image cannot have."""
+    if encoding.layout == _BAYER and (msg.height < 2 or msg.width < 2):
+        raise ConversionError(
+            f"Image: {msg.encoding!r} needs at least 2x2 pixels (one Bayer cell), got {msg.width}x{msg.height}")
+    if encoding.layout == _PIXEL_PAIRS and msg.width % 2:
+        raise ConversionError(
+            f"Image: {msg.encoding!r} stores pixel pairs, so its width must be even, got {msg.width}")
+
+
+def _stored_values(msg: Image, encoding: ImageEncoding) -> np.ndarray:
+    """(H, W, channels) stored values: uint8, or native-order uint16 for 16-bit encodings."""
+    rows = _image_rows(msg, encoding.channels * encoding.depth)
+    _check_layout(msg, encoding)
+    if encoding.depth == 2:
+        order = ">u2" if msg.is_bigendian else "<u2"
+        rows = np.ascontiguousarray(rows).view(order).astype(np.uint16, copy=False)
+    return rows.reshape(msg.height, msg.width, encoding.channels)
+
+
 def image_to_rgb(msg: Image) -> np.ndarray:
-    """uint8 RGB (H, W, 3) copy of a sensor_msgs/Image.
+    """uint8 RGB (H, W, 3) copy of a sensor_msgs/Image in any encoding of IMAGE_ENCODINGS.
 
-    Supports rgb8, bgr8, 8UC3 (read as bgr8), rgba8, bgra8 (alpha dropped), mono8 and mono16
-    (scaled to 8 bit by keeping the high byte, i.e. value >> 8; `is_bigendian` respected).
+    8UC3 is read as bgr8; alpha is dropped; mono is repeated into the three channels; Bayer mosaics are
+    demosaiced by OpenCV (bilinear) at their own depth; 4:2:2 is converted by OpenCV. 16-bit encodings respect
+    `is_bigendian` and keep the high byte of each value (value >> 8). Row padding (`step`) is skipped.
     """
-    bytes_per_pixel, to_rgb = _image_encoding(msg.encoding)
-    rows = _image_rows(msg, bytes_per_pixel)
-    if msg.encoding == _MONO16:
-        high_byte = 0 if msg.is_bigendian else 1
-        pixels = np.ascontiguousarray(rows.reshape(msg.height, msg.width, 2)[:, :, high_byte])
-    else:
-        pixels = rows.reshape(msg.height, msg.width, bytes_per_pixel)
-    if to_rgb is None:
-        return pixels.copy()
-    return cv2.cvtColor(pixels, to_rgb)
+    encoding = _image_encoding(msg.encoding)
+    values = _stored_values(msg, encoding)
+    if encoding.layout == _BAYER:
+        values = values[..., 0]
+    rgb = values if encoding.to_rgb is None else cv2.cvtColor(values, encoding.to_rgb)
+    if encoding.depth == 2:
+        return (rgb >> 8).astype(np.uint8)
+    return np.array(rgb) if encoding.to_rgb is None else rgb
 
 
-def _compressed_kind(fmt: str) -> str:
-    """'jpeg'/'png'/'' (unknown: decode by content) from a CompressedImage format string.
+def _check_format(fmt: str) -> None:
+    """Reject a CompressedImage format string naming a codec other than jpeg or png.
 
-    Accepts plain names ('jpeg', 'png') and image_transport strings such as
-    'rgb8; jpeg compressed bgr8'; rejects compressedDepth and other codecs.
+    Accepts plain names ('jpeg', 'png'), image_transport strings such as 'rgb8; jpeg compressed bgr8'
+    and '' (the content decides); rejects compressedDepth and other codecs.
     """
     words = set(re.findall(r"[a-z0-9]+", fmt.lower()))
     if "compresseddepth" in words:
         raise ConversionError(f"CompressedImage: compressedDepth images are not supported ({fmt!r})")
-    kinds = words & _COMPRESSED_FORMATS
-    if not kinds and fmt.strip():
+    if not words & _COMPRESSED_FORMATS and fmt.strip():
         raise ConversionError(f"CompressedImage: unsupported format {fmt!r} (expected jpeg or png)")
-    return "png" if "png" in kinds else ("jpeg" if kinds else "")
+
+
+def _undecodable(data: bytes, kind: str, why: str) -> ConversionError:
+    """The error for compressed data that cannot be decoded, saying why."""
+    return ConversionError(f"CompressedImage: cannot decode {len(data)} bytes as {kind or 'jpeg or png'}: {why}")
+
+
+def _content_kind(data: bytes) -> str:
+    """'jpeg' or 'png' from the data's signature (the content decides, as for the decoder)."""
+    kind = next((kind for kind, magic in _SIGNATURES.items() if data.startswith(magic)), "")
+    if not kind:
+        raise _undecodable(data, "", f"no JPEG or PNG signature (starts {data[:8].hex()})")
+    return kind
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG's frame header (SOFn segment), read without decoding."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise _undecodable(data, "jpeg", f"no marker at byte {pos} before the frame header")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+        elif marker in _JPEG_STANDALONE_MARKERS:
+            pos += 2
+        elif marker in _JPEG_FRAME_MARKERS:
+            if pos + 9 > len(data):
+                break
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        elif marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            raise _undecodable(data, "jpeg", "no frame header before the image data")
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    raise _undecodable(data, "jpeg", "the data ends before the frame header (truncated)")
+
+
+def _compressed_size(data: bytes, kind: str) -> tuple[int, int]:
+    """(width, height) the JPEG/PNG header declares; rejects data whose end is missing (truncated)."""
+    if kind == "png":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise _undecodable(data, kind, "no IHDR header chunk (truncated)")
+        if data[-8:-4] != b"IEND":
+            raise _undecodable(data, kind, "no IEND chunk at the end (truncated)")
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not data[-64:].rstrip(b"\0").endswith(_JPEG_END):
+        raise _undecodable(data, kind, "no end-of-image marker at the end (truncated)")
+    return _jpeg_size(data)
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """uint8 RGB (H, W, 3) of a jpeg/png sensor_msgs/CompressedImage (grey images made RGB)."""
-    kind = _compressed_kind(msg.format)
-    encoded = np.frombuffer(msg.data, np.uint8)
-    if encoded.size == 0:
+    """uint8 RGB (H, W, 3) of a jpeg/png sensor_msgs/CompressedImage (grey images made RGB).
+
+    The data must carry the JPEG or PNG signature (the content decides; `format` only has to name no other
+    codec), end complete and declare 1 to MAX_COMPRESSED_PIXELS pixels; all of that is checked before the
+    decoder allocates anything.
+    """
+    _check_format(msg.format)
+    data = bytes(msg.data)
+    if not data:
         raise ConversionError("CompressedImage: data is empty")
-    try:
-        bgr = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise ConversionError(f"CompressedImage: cannot decode {encoded.size} bytes: {exc}") from None
-    if bgr is None:
-        raise ConversionError(
-            f"CompressedImage: cannot decode {encoded.size} bytes as {kind or 'an image'} "
-            f"(format {msg.format!r})")
+    kind = _content_kind(data)
+    width, height = _compressed_size(data, kind)
+    if width == 0 or height == 0 or width * height > MAX_COMPRESSED_PIXELS:
+        raise _undecodable(data, kind, f"the header declares {width}x{height} pixels "
+                                       f"(allowed: 1 to {MAX_COMPRESSED_PIXELS})")
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.shape[:2] != (height, width):
+        raise _undecodable(data, kind, f"the decoder failed (format {msg.format!r}, header {width}x{height})")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -176,20 +289,22 @@ def _check_rgb(rgb: np.ndarray) -> None:
 
 
 def rgb_to_image(rgb: np.ndarray, stamp: Stamp, frame_id: str, encoding: str = "rgb8") -> Image:
-    """sensor_msgs/Image of a uint8 RGB array in any encoding `image_to_rgb` reads.
+    """sensor_msgs/Image of a uint8 RGB array in rgb8, bgr8, 8UC3, rgba8, bgra8, mono8 or mono16.
 
     Mono encodings store the luminance; mono16 widens it to the full 16-bit range (x * 257),
     little-endian. Rows are unpadded (step = width * bytes per pixel).
     """
     _check_rgb(rgb)
-    bytes_per_pixel, _ = _image_encoding(encoding)
+    stored = _image_encoding(encoding)
+    if encoding not in _RGB_TO_ENCODING:
+        raise ConversionError(f"Image: cannot write encoding {encoding!r} (writable: {', '.join(_RGB_TO_ENCODING)})")
     code = _RGB_TO_ENCODING[encoding]
     pixels = np.ascontiguousarray(rgb) if code is None else cv2.cvtColor(rgb, code)
-    if encoding == _MONO16:
+    if stored.depth == 2:
         pixels = (pixels.astype(np.uint16) * 257).astype("<u2")
     height, width = rgb.shape[:2]
     return Image(header=make_header(stamp, frame_id), height=height, width=width, encoding=encoding,
-                 is_bigendian=False, step=width * bytes_per_pixel, data=_byte_array(pixels))
+                 is_bigendian=False, step=width * stored.channels * stored.depth, data=_byte_array(pixels))
 
 
 def rgb_to_compressed(rgb: np.ndarray, stamp: Stamp, frame_id: str, fmt: str = "jpeg",
@@ -250,24 +365,38 @@ def _field_dtype(field: PointField, point_step: int, byte_order: str) -> np.dtyp
     return dtype
 
 
+def _check_disjoint(names: Sequence[str], offsets: Sequence[int], formats: Sequence[np.dtype]) -> None:
+    """Reject fields whose byte ranges within a point overlap."""
+    spans = sorted(zip(offsets, (f.itemsize for f in formats), names))
+    for (start, size, name), (next_start, _, next_name) in zip(spans, spans[1:]):
+        if next_start < start + size:
+            raise ConversionError(
+                f"PointCloud2: fields {name!r} (offset {start}, {size} bytes) and {next_name!r} "
+                f"(offset {next_start}) overlap")
+
+
 def _cloud_dtype(msg: PointCloud2, names: Sequence[str]) -> np.dtype:
     """Structured dtype (itemsize = point_step) reading the named fields at their offsets.
 
     A count of 0 is read as 1 (some drivers leave it unset); other fields of the message are
-    skipped, so their datatypes do not matter.
+    skipped, so their datatypes do not matter. A named field defined twice, or named fields sharing
+    bytes, make the cloud ambiguous and are rejected.
     """
-    by_name: dict[str, PointField] = {}
+    by_name: dict[str, list[PointField]] = {}
     for field in msg.fields:
-        by_name.setdefault(field.name, field)
+        by_name.setdefault(field.name, []).append(field)
     byte_order = ">" if msg.is_bigendian else "<"
     formats, offsets = [], []
     for name in names:
         if name not in by_name:
             present = ", ".join(by_name) or "none"
             raise ConversionError(f"PointCloud2: no field {name!r} (fields: {present})")
-        field = by_name[name]
+        if len(by_name[name]) > 1:
+            raise ConversionError(f"PointCloud2: field {name!r} is defined {len(by_name[name])} times")
+        field = by_name[name][0]
         formats.append(_field_dtype(field, msg.point_step, byte_order))
         offsets.append(field.offset)
+    _check_disjoint(names, offsets, formats)
     return np.dtype({"names": list(names), "formats": formats, "offsets": offsets,
                      "itemsize": msg.point_step})
 
@@ -351,33 +480,76 @@ def transform_to_matrix(transform: object) -> np.ndarray:
 # Ego state
 # ---------------------------------------------------------------------------------------------
 
-def _finite_pair(what: str, first: float, second: float) -> tuple[float, float]:
-    """(first, second) as floats, rejected when either is NaN/Inf."""
-    if not (math.isfinite(first) and math.isfinite(second)):
-        raise ConversionError(f"{what}: non-finite value ({first}, {second})")
-    return float(first), float(second)
+MAX_SPEED_MPS = 100.0
+"""Largest accepted ego speed |(vx, vy)| from odometry (360 km/h); more is a driver fault, not a vehicle."""
+MAX_YAW_RATE_RPS = 10.0
+"""Largest accepted odometry yaw rate |twist.angular.z| (the frame sync turns it into acceleration)."""
+MAX_ACCELERATION_MPS2 = 200.0
+"""Largest accepted IMU |(ax, ay)| (about 20 g, beyond the range of a 16 g automotive IMU)."""
+
+
+def _xyz(vector: object) -> tuple[float, float, float]:
+    """(x, y, z) of a geometry_msgs Vector3 or Point as floats."""
+    return float(vector.x), float(vector.y), float(vector.z)
+
+
+def _check_finite(what: str, *values: float) -> None:
+    """Reject NaN/Inf among the values of one message field."""
+    if not all(math.isfinite(value) for value in values):
+        raise ConversionError(f"{what}: non-finite value ({', '.join(str(value) for value in values)})")
+
+
+def _check_limit(what: str, value: float, limit: float, unit: str) -> None:
+    """Reject a magnitude beyond what a vehicle can produce."""
+    if abs(value) > limit:
+        raise ConversionError(f"{what}: {value:g} {unit} is beyond the plausible limit of {limit:g} {unit}")
+
+
+def _check_quaternion(what: str, q: object) -> None:
+    """Reject an orientation that is no rotation (zero or non-finite quaternion)."""
+    try:
+        rotation_from_quaternion(q.w, q.x, q.y, q.z)
+    except ValueError as error:
+        raise ConversionError(f"{what}: {error}") from None
 
 
 def velocity_from_odometry(msg: Odometry) -> tuple[float, float]:
     """(vx, vy) in m/s in the ego frame.
 
     nav_msgs/Odometry gives the twist in `child_frame_id` (the ego frame, REP-105), so the
-    linear twist is used as is, without rotating by the pose.
+    linear twist is used as is, without rotating by the pose. Rejected: NaN/Inf anywhere in the pose
+    or twist, an orientation that is no rotation (zero quaternion; an untouched message holds the
+    identity), a speed above MAX_SPEED_MPS or a yaw rate above MAX_YAW_RATE_RPS.
     """
-    linear = msg.twist.twist.linear
-    return _finite_pair("Odometry: twist.twist.linear", linear.x, linear.y)
+    twist, pose = msg.twist.twist, msg.pose.pose
+    linear, angular = _xyz(twist.linear), _xyz(twist.angular)
+    _check_finite("Odometry: twist.twist.linear", *linear)
+    _check_finite("Odometry: twist.twist.angular", *angular)
+    _check_finite("Odometry: pose.pose.position", *_xyz(pose.position))
+    _check_quaternion("Odometry: pose.pose.orientation", pose.orientation)
+    _check_limit("Odometry: speed |twist.twist.linear (x, y)|", math.hypot(linear[0], linear[1]), MAX_SPEED_MPS,
+                 "m/s")
+    _check_limit("Odometry: yaw rate twist.twist.angular.z", angular[2], MAX_YAW_RATE_RPS, "rad/s")
+    return linear[0], linear[1]
 
 
 def acceleration_from_imu(msg: Imu) -> tuple[float, float]:
     """(ax, ay) in m/s^2 from sensor_msgs/Imu linear_acceleration.
 
     Only x and y are used: the IMU reports specific force, so z carries gravity (and x/y carry a
-    share of it when the vehicle is not level, which is accepted). An IMU that marks the
-    acceleration as absent (covariance[0] == -1) is rejected.
+    share of it when the vehicle is not level, which is accepted). Rejected: acceleration marked
+    absent (covariance[0] == -1), NaN/Inf in the acceleration or in an angular velocity or
+    orientation the IMU provides (covariance[0] != -1), an orientation that is no rotation, or
+    |(ax, ay)| above MAX_ACCELERATION_MPS2.
     """
     if msg.linear_acceleration_covariance[0] == -1.0:
         raise ConversionError("Imu: linear_acceleration not provided (covariance[0] == -1)")
-    acceleration = msg.linear_acceleration
-    return _finite_pair("Imu: linear_acceleration", acceleration.x, acceleration.y)
-
-
+    acceleration = _xyz(msg.linear_acceleration)
+    _check_finite("Imu: linear_acceleration", *acceleration)
+    if msg.angular_velocity_covariance[0] != -1.0:
+        _check_finite("Imu: angular_velocity", *_xyz(msg.angular_velocity))
+    if msg.orientation_covariance[0] != -1.0:
+        _check_quaternion("Imu: orientation (orientation_covariance[0] = -1 marks none)", msg.orientation)
+    _check_limit("Imu: |linear_acceleration (x, y)|", math.hypot(acceleration[0], acceleration[1]),
+                 MAX_ACCELERATION_MPS2, "m/s^2")
+    return acceleration[0], acceleration[1]

@@ -18,17 +18,27 @@ _NS = 1e9
 
 @dataclass(frozen=True)
 class InputSpec:
+    """One input: `required` ones are ERROR when missing or stale, others `missing_level` / WARN."""
+
     name: str
     required: bool
     missing_note: str = ""
+    missing_level: int = OK
+    stale_timeout_s: float | None = None
+    """Overrides the common stale timeout (odometry: its sync tolerance, as low-rate odometry still plans)."""
+    latched: bool = False
+    """A latched input (the command) holds until replaced: judged by its matched publishers, never by its age."""
 
 
 def planner_inputs(sync: SyncConfig) -> list[InputSpec]:
-    """The node's inputs: cameras, cloud and odometry required; the IMU only when it is the acceleration source."""
+    """The node's inputs: cameras, cloud and odometry required; the IMU and the command fall back (WARN) when
+    expected and missing (docs/degradation.md)."""
+    imu_expected = sync.acceleration_source == "imu"
     return [InputSpec(n, True) for n in CAMERA_NAMES] + [
-        InputSpec("pointcloud", True), InputSpec("odometry", True),
-        InputSpec("imu", sync.acceleration_source == "imu", "acceleration from odometry"),
-        InputSpec("command", False, f"using {sync.default_command}"),
+        InputSpec("pointcloud", True), InputSpec("odometry", True, stale_timeout_s=sync.odometry_tolerance_s),
+        InputSpec("imu", False, "acceleration from odometry" + (", then zero" if imu_expected else ""),
+                  WARN if imu_expected else OK),
+        InputSpec("command", False, f"planning with default_command {sync.default_command}", WARN, latched=True),
     ]
 
 
@@ -42,6 +52,14 @@ class InputMonitor:
         self._last_stamp: dict[str, int] = {}
         self._rejected: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        """Forget arrivals and stamps (after a backward clock jump: they belong to the old timeline)."""
+        with self._lock:
+            for arrivals in self._arrivals.values():
+                arrivals.clear()
+            self._last_stamp.clear()
+            self._rejected.clear()
 
     def record(self, name: str, stamp_ns: int, now_ns: int) -> None:
         with self._lock:
@@ -74,20 +92,31 @@ def _status(name: str, level: int, message: str, values: dict[str, object], hard
 
 
 def input_statuses(monitor: InputMonitor, now_ns: int, stale_timeout_s: float, prefix: str,
-                   hardware_id: str) -> list[DiagnosticStatus]:
+                   hardware_id: str, publishers: dict[str, int] | None = None) -> list[DiagnosticStatus]:
+    """An input is stale when its newest stamp is older than the timeout, or than two of its own periods for an
+    input slower than that (a 2 Hz LiDAR is not stale 0.6 s after its last sweep). A latched input is never
+    stale; with `publishers` (input -> matched publisher count) it WARNs once its last publisher is gone."""
     statuses = []
     for spec in monitor.specs:
         rate, age = monitor.rate_and_age(spec.name, now_ns)
         values = {"rate_hz": f"{rate:.2f}", "age_s": "never" if age is None else f"{age:.3f}"}
         rejected = monitor.rejected(spec.name)
+        timeout = max(stale_timeout_s, spec.stale_timeout_s or 0.0, 2.0 / rate if rate > 0 else 0.0)
+        matched = (publishers or {}).get(spec.name)
+        if matched is not None:
+            values["publishers"] = matched
         if rejected:
             level, message = WARN, rejected
         elif age is None:
-            level = ERROR if spec.required else OK
+            level = ERROR if spec.required else spec.missing_level
             message = "no message received" + (f" ({spec.missing_note})" if spec.missing_note else "")
-        elif age > stale_timeout_s:
+            if matched == 0:
+                message += "; no publisher matched"
+        elif spec.latched:
+            level, message = (WARN, "publisher gone: keeping the last value") if matched == 0 else (OK, "ok")
+        elif age > timeout:
             level = ERROR if spec.required else WARN
-            message = f"stale: last message {age:.2f} s old (timeout {stale_timeout_s} s)"
+            message = f"stale: last message {age:.2f} s old (timeout {timeout:.2f} s)"
         else:
             level, message = OK, "ok"
         statuses.append(_status(f"{prefix}: input {spec.name}", level, message, values, hardware_id))
@@ -109,6 +138,10 @@ class PlanningHealth:
         self._previous = (0, 0)
         self._history: deque[tuple[int, int]] = deque()
 
+    def reset(self) -> None:
+        """Forget the planning-rate history (after a backward clock jump)."""
+        self._history.clear()
+
     def _planning_rate(self, now_ns: int, planned: int) -> float | None:
         """Frames planned per second over the window, None until the window has some length."""
         self._history.append((now_ns, planned))
@@ -123,12 +156,15 @@ class PlanningHealth:
         with stats.lock:
             planned, failed, dropped, skipped = (stats.planned, stats.failed, stats.dropped_busy,
                                                  sum(stats.skipped.values()))
-            reasons = dict(stats.skipped)
+            reasons, failures, fallback_counts = dict(stats.skipped), dict(stats.failures), dict(stats.fallbacks)
             last_skip, last_error, last_outcome = stats.last_skip, stats.last_error, stats.last_outcome
+            fallbacks, acceleration = dict(stats.last_fallbacks), stats.last_acceleration_source
+            forced_aspects = dict(stats.forced_aspects)
         new_planned, new_skipped = planned - self._previous[0], skipped - self._previous[1]
         self._previous = (planned, skipped)
         rate = self._planning_rate(now_ns, planned)
-        model_time = stats.model_time_percentiles()
+        latency = stats.latency_percentiles()
+        model_time = latency.get("model", {})
         values: dict[str, object] = {
             "planner": describe,
             "frames_planned": planned,
@@ -137,8 +173,14 @@ class PlanningHealth:
             "frames_dropped_busy": dropped,
             "clouds_received": clouds_received,
             "planning_rate_hz": "n/a" if rate is None else f"{rate:.2f}",
-            **{f"model_time_{k}_s": f"{v:.4f}" for k, v in model_time.items()},
+            "acceleration_source": acceleration or "n/a",
+            **{f"latency_{stage}_{k}_s": f"{v:.4f}" for stage, times in latency.items() for k, v in times.items()
+               if k != "p99"},
             **{f"skipped_{k}": v for k, v in sorted(reasons.items())},
+            **{f"failed_{k}": v for k, v in sorted(failures.items())},
+            **{f"frames_with_fallback_{k}": v for k, v in sorted(fallback_counts.items())},
+            **{f"fallback_{k}": v for k, v in sorted(fallbacks.items())},
+            **{f"aspect_ratio_forced_{k}": v for k, v in sorted(forced_aspects.items())},
             "last_skip": last_skip or "none",
         }
         if last_error:
@@ -151,6 +193,8 @@ class PlanningHealth:
             level, message = WARN, "waiting for the first point cloud"
         elif new_skipped:
             level, message = WARN, f"{new_skipped} frames skipped in the last period: {last_skip}"
+        elif fallbacks:
+            level, message = WARN, "planning with fallbacks: " + "; ".join(f"{k}: {v}" for k, v in fallbacks.items())
         elif rate is not None and rate < self.min_planning_rate_hz:
             level, message = WARN, (f"slow: planning {rate:.2f} Hz < {self.min_planning_rate_hz} Hz "
                                     f"({dropped} frames dropped while busy in all)")

@@ -1,12 +1,15 @@
-"""One frame from messages to published outputs: decode, transform to the ego frame, plan, build Path/markers.
+"""One frame from messages to published outputs: decode, transform to the ego frame, plan, check, build Path/markers.
 
 The live node and offline replay both run this, so a bag replayed offline gives the node's exact outputs.
+Nothing wrong is ever turned into an output: a cloud without its transform is skipped, an oversized message is
+refused before it is copied, and model output that is not finite or not reachable is rejected (`PlanRejected`).
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,11 +19,15 @@ from visualization_msgs.msg import MarkerArray
 from ..geometry import Extrinsic, transform_points
 from ..planner import Planner, PlanResult, frame_generator
 from .conversions import ConversionError, compressed_to_rgb, image_to_rgb, pointcloud2_to_points
-from .frame_sync import CAMERA_NAMES, FrameInputs, FrameSkipped, InputSynchronizer, SyncConfig
+from .frame_sync import CAMERA_NAMES, Fallback, FrameInputs, FrameSkipped, InputSynchronizer, SyncConfig
 from .markers import modes_to_markers, trajectory_to_path
+from .message_size import oversize
+from .path_frame import path_in_odometry_frame
 
 CAMERA_TRANSPORTS = ("raw", "compressed")
-# (frame_id, stamp_ns) -> 4x4 pose of that frame in the base frame, or None when unknown.
+LATENCY_STAGES = ("decode", "features", "model", "publish", "end_to_end_from_receipt", "end_to_end_from_stamp")
+"""Stages timed per planned frame; the end-to-end ones run from cloud receipt / cloud stamp to publish."""
+# (frame_id, stamp_ns) -> 4x4 pose of that frame in the base frame; None (or FrameSkipped) when unknown.
 TransformLookup = Callable[[str, int], np.ndarray | None]
 
 
@@ -32,10 +39,47 @@ class PipelineConfig:
     path_prefix_current_pose: bool = False
     lidar_extrinsic: Extrinsic = Extrinsic()
     sync: SyncConfig = SyncConfig()
+    use_tf: bool = True
+    """With a transform lookup, a cloud outside base_frame whose transform is unknown is skipped; without one
+    (use_tf false, or no tf2), lidar_extrinsic places it."""
+    max_message_bytes: int = 64 * 2**20
+    """Largest image or cloud payload accepted (declared by its size fields or carried)."""
+    max_plan_distance_m: float = 300.0
+    """Poses farther than this from the ego are not reachable in the plan's horizon: the output is rejected."""
+    path_in_odometry_frame: bool = False
+    """Publish the Path in the odometry frame (the matched odometry's pose at the cloud stamp) instead of
+    base_frame."""
 
     def __post_init__(self) -> None:
         if self.camera_transport not in CAMERA_TRANSPORTS:
             raise ValueError(f"camera_transport must be one of {CAMERA_TRANSPORTS}, got {self.camera_transport!r}")
+        if self.max_message_bytes <= 0:
+            raise ValueError(f"max_message_bytes must be positive, got {self.max_message_bytes}")
+        if not self.max_plan_distance_m > 0:
+            raise ValueError(f"max_plan_distance_m must be positive, got {self.max_plan_distance_m}")
+
+
+class PlanRejected(Exception):
+    """Model output that must not be published; `reason` is a short key for counting, the message says why."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def check_plan(result: PlanResult, max_distance_m: float) -> None:
+    """PlanRejected unless every mode and score is finite and every pose within `max_distance_m` of the ego."""
+    modes, scores = np.asarray(result.modes), np.asarray(result.scores)
+    if not (np.isfinite(modes).all() and np.isfinite(scores).all()):
+        bad = int(np.count_nonzero(~np.isfinite(modes).all(axis=(-2, -1)) | ~np.isfinite(scores)))
+        raise PlanRejected("non_finite_output", f"{bad} of {len(scores)} modes have NaN/Inf poses or scores")
+    if not 0 <= result.best_index < len(modes):
+        raise PlanRejected("bad_output", f"best index {result.best_index} outside 0..{len(modes) - 1}")
+    farthest = float(np.hypot(modes[..., 0], modes[..., 1]).max())
+    if farthest > max_distance_m:
+        raise PlanRejected("unreachable_output", f"a pose {farthest:.1f} m from the ego exceeds max_plan_distance_m "
+                                                 f"{max_distance_m}")
 
 
 @dataclass
@@ -44,27 +88,52 @@ class PlannedFrame:
     result: PlanResult
     path: Path
     markers: MarkerArray
+    stage_times_s: dict[str, float] = field(default_factory=dict)
+    """decode, features and model seconds of this frame."""
+    forced_aspects: dict[str, str] = field(default_factory=dict)
+    """Camera -> how its picture was stretched to the rig's aspect ratio (cameras that are not 16:9)."""
 
 
 @dataclass
 class PipelineStats:
-    """Counters the diagnostics report; thread-safe because the node updates them from two threads."""
+    """Counters the diagnostics report; thread-safe because the node updates them from several threads.
+
+    Every frame is counted once: planned, skipped (bad or missing input), failed (planner error or rejected
+    output) or dropped while the planner was busy.
+    """
 
     planned: int = 0
     failed: int = 0
     dropped_busy: int = 0
     skipped: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)
+    fallbacks: Counter = field(default_factory=Counter)
+    last_fallbacks: dict[str, str] = field(default_factory=dict)
+    last_acceleration_source: str = ""
+    forced_aspects: dict[str, str] = field(default_factory=dict)
+    """Camera -> how its picture is stretched to the rig's aspect ratio, for cameras planned at another one."""
     last_skip: str = ""
     last_error: str = ""
     last_outcome: str = ""
-    model_times_s: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    latencies_s: dict[str, deque[float]] = field(
+        default_factory=lambda: {stage: deque(maxlen=200) for stage in LATENCY_STAGES})
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def count_planned(self, model_time_s: float) -> None:
+    def count_planned(self, fallbacks: Iterable[Fallback] = (), acceleration_source: str = "",
+                      forced_aspects: dict[str, str] | None = None) -> None:
         with self.lock:
             self.planned += 1
-            self.model_times_s.append(model_time_s)
+            self.forced_aspects.update(forced_aspects or {})
+            self.last_fallbacks = {f.input: f.message for f in fallbacks}
+            self.fallbacks.update(self.last_fallbacks.keys())
+            self.last_acceleration_source = acceleration_source
             self.last_outcome = "planned"
+
+    def record_latencies(self, **seconds: float) -> None:
+        """Times of one frame's stages (names from LATENCY_STAGES)."""
+        with self.lock:
+            for stage, value in seconds.items():
+                self.latencies_s[stage].append(value)
 
     def count_skipped(self, skip: FrameSkipped) -> None:
         with self.lock:
@@ -76,19 +145,23 @@ class PipelineStats:
         with self.lock:
             self.dropped_busy += 1
 
-    def count_error(self, message: str) -> None:
+    def count_error(self, message: str, reason: str = "planner_error") -> None:
         with self.lock:
             self.failed += 1
+            self.failures[reason] += 1
             self.last_error = message
             self.last_outcome = "error"
 
+    def latency_percentiles(self) -> dict[str, dict[str, float]]:
+        """Stage -> p50, p90, p99 and max seconds over its last 200 frames (stages never timed are left out)."""
+        with self.lock:
+            values = {stage: np.asarray(times) for stage, times in self.latencies_s.items() if times}
+        return {stage: {f"p{q}": float(np.percentile(v, q)) for q in (50, 90, 99)} | {"max": float(v.max())}
+                for stage, v in values.items()}
+
     def model_time_percentiles(self) -> dict[str, float]:
         """Percentiles of the planner's model time (features excluded) over the last 200 frames."""
-        with self.lock:
-            values = np.asarray(self.model_times_s)
-        if not len(values):
-            return {}
-        return {f"p{q}": float(np.percentile(values, q)) for q in (50, 90, 99)} | {"max": float(values.max())}
+        return self.latency_percentiles().get("model", {})
 
 
 class FramePipeline:
@@ -102,32 +175,49 @@ class FramePipeline:
         self.sync = InputSynchronizer(config.sync)
         self.stats = PipelineStats()
 
+    def check_size(self, name: str, msg) -> None:
+        """FrameSkipped('oversized_<name>') for an image or cloud over max_message_bytes, before any copy."""
+        why = oversize(msg, self.config.max_message_bytes)
+        if why:
+            raise FrameSkipped(f"oversized_{name}", f"{name}: {why}")
+
     def _cameras(self, inputs: FrameInputs) -> tuple[np.ndarray, ...]:
         decode = image_to_rgb if self.config.camera_transport == "raw" else compressed_to_rgb
         images = []
         for name, msg in zip(CAMERA_NAMES, inputs.cameras):
+            self.check_size(name, msg)
             try:
                 images.append(decode(msg))
             except ConversionError as error:
                 raise FrameSkipped(f"bad_{name}", f"{name}: {error}") from error
         return tuple(images)
 
+    def _cloud_transform(self, frame: str, stamp_ns: int) -> np.ndarray:
+        """4x4 cloud frame -> base frame: from the lookup when use_tf has one (skip when unknown), else the
+        lidar_extrinsic parameters."""
+        if not (self.config.use_tf and self.transform_lookup):
+            return self.config.lidar_extrinsic.matrix()
+        matrix = self.transform_lookup(frame, stamp_ns)
+        if matrix is None:
+            raise FrameSkipped("tf_unavailable", f"no transform {frame} -> {self.config.base_frame} at the cloud stamp "
+                                                 "(use_tf is true; set it false to use lidar_extrinsic)")
+        return matrix
+
     def cloud_to_base(self, inputs: FrameInputs) -> np.ndarray:
         """Finite cloud points (N, 3) in the base frame."""
         cloud = inputs.cloud
+        self.check_size("pointcloud", cloud)
+        frame = cloud.header.frame_id
+        if not frame:
+            raise FrameSkipped("bad_pointcloud", "pointcloud: empty header.frame_id, cannot place it in the ego frame")
+        matrix = None if frame == self.config.base_frame else self._cloud_transform(frame, inputs.stamp_ns)
         try:
             points, dropped = pointcloud2_to_points(cloud)
         except ConversionError as error:
             raise FrameSkipped("bad_pointcloud", f"pointcloud: {error}") from error
         if not len(points):
             raise FrameSkipped("empty_pointcloud", f"pointcloud: no finite points ({dropped} dropped)")
-        frame = cloud.header.frame_id
-        if not frame:
-            raise FrameSkipped("bad_pointcloud", "pointcloud: empty header.frame_id, cannot place it in the ego frame")
-        if frame == self.config.base_frame:
-            return points
-        matrix = self.transform_lookup(frame, inputs.stamp_ns) if self.transform_lookup else None
-        return transform_points(points, self.config.lidar_extrinsic.matrix() if matrix is None else matrix)
+        return points if matrix is None else transform_points(points, matrix)
 
     def decode(self, inputs: FrameInputs) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         """(left, front, right) RGB images and the cloud's points in the base frame; FrameSkipped (counted) if bad."""
@@ -137,9 +227,27 @@ class FramePipeline:
             self.stats.count_skipped(skip)
             raise
 
+    def _outputs(self, inputs: FrameInputs, result: PlanResult) -> tuple[Path, MarkerArray]:
+        """The Path (base or odometry frame) and markers of a checked result; PlanRejected when they cannot be
+        built."""
+        stamp, frame = inputs.cloud.header.stamp, self.config.base_frame
+        try:
+            path = trajectory_to_path(result.best, stamp, frame, self.config.path_prefix_current_pose)
+            markers = modes_to_markers(result.modes, result.scores, result.best_index, stamp, frame)
+            if self.config.path_in_odometry_frame:
+                if inputs.odometry is None:
+                    raise ConversionError("path_in_odometry_frame: the frame carries no odometry message")
+                path = path_in_odometry_frame(path, inputs.odometry, inputs.stamp_ns)
+        except ConversionError as error:
+            raise PlanRejected("bad_output", str(error)) from error
+        return path, markers
+
     def plan(self, inputs: FrameInputs) -> PlannedFrame:
-        """Decode and plan one frame; raises FrameSkipped for bad inputs (counted in the stats)."""
+        """Decode, plan and check one frame. Raises FrameSkipped for bad inputs and PlanRejected for output that
+        must not be published; either is counted once in the stats, as is a planned frame."""
+        start = time.perf_counter()
         cameras, points = self.decode(inputs)
+        decoded = time.perf_counter()
         try:
             result = self.planner.plan(
                 cameras, points, inputs.velocity, inputs.acceleration, inputs.command,
@@ -149,14 +257,27 @@ class FramePipeline:
             skip = FrameSkipped("bad_input", str(error))
             self.stats.count_skipped(skip)
             raise skip from error
-        self.stats.count_planned(result.latency_s)
-        stamp, frame = inputs.cloud.header.stamp, self.config.base_frame
-        return PlannedFrame(
-            inputs=inputs,
-            result=result,
-            path=trajectory_to_path(result.best, stamp, frame, self.config.path_prefix_current_pose),
-            markers=modes_to_markers(result.modes, result.scores, result.best_index, stamp, frame),
-        )
+        planned = time.perf_counter()
+        try:
+            check_plan(result, self.config.max_plan_distance_m)
+            path, markers = self._outputs(inputs, result)
+        except PlanRejected as rejected:
+            self.stats.count_error(f"output rejected: {rejected}", rejected.reason)
+            raise
+        times = {"decode": decoded - start, "features": max(planned - decoded - result.latency_s, 0.0),
+                 "model": result.latency_s}
+        forced = self._forced_aspects(cameras)
+        self.stats.record_latencies(**times)
+        self.stats.count_planned(inputs.fallbacks, inputs.acceleration_source, forced)
+        return PlannedFrame(inputs=inputs, result=result, path=path, markers=markers, stage_times_s=times,
+                            forced_aspects=forced)
+
+    def _forced_aspects(self, cameras: tuple[np.ndarray, ...]) -> dict[str, str]:
+        """Camera -> note, for each camera whose aspect ratio differs from the rig's (stretched, so said, not
+        silent; no parameter can change a camera's aspect ratio, so it is a standing note, not a fallback)."""
+        rig = self.planner.camera_config
+        notes = ((name, rig.aspect_ratio_note(*image.shape[:2])) for name, image in zip(CAMERA_NAMES, cameras))
+        return {name: note for name, note in notes if note}
 
     def assemble(self, cloud) -> FrameInputs:
         """Synchronise a new cloud with the buffered inputs; skips are counted."""
@@ -165,3 +286,7 @@ class FramePipeline:
         except FrameSkipped as skip:
             self.stats.count_skipped(skip)
             raise
+
+    def reset(self) -> None:
+        """After a backward clock jump: forget buffered inputs, acceleration history and cloud order."""
+        self.sync.reset()

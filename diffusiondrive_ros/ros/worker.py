@@ -1,4 +1,4 @@
-"""A planning thread that keeps only the newest pending frame, so inference never blocks subscriptions."""
+"""Threads that keep only the newest pending frame, so pairing and inference never block subscriptions."""
 from __future__ import annotations
 
 import threading
@@ -48,3 +48,33 @@ class LatestFrameWorker:
             self._running = False
             self._condition.notify()
         self._thread.join(timeout)
+
+
+class SyncThenPlanWorker:
+    """Two LatestFrameWorkers in a row: `prepare` (fast: wait for and pair a cloud's inputs) then `plan` (slow).
+
+    Pairing runs as soon as a cloud arrives, even while the planner is busy, so the frame's messages are taken from
+    the buffers before their time window or byte budget drops them; only the newest prepared frame waits for the
+    planner. `on_drop` is called for each frame replaced while it waited at either stage.
+    """
+
+    def __init__(self, prepare: Callable[[Any], Any | None], plan: Callable[[Any], None],
+                 on_error: Callable[[BaseException], None], on_drop: Callable[[], None],
+                 name: str = "diffusiondrive"):
+        self._prepare = prepare
+        self._on_drop = on_drop
+        self._planner = LatestFrameWorker(plan, on_error, name=f"{name}_plan")
+        self._sync = LatestFrameWorker(self._prepare_and_pass, on_error, name=f"{name}_sync")
+
+    def _prepare_and_pass(self, item: Any) -> None:
+        prepared = self._prepare(item)
+        if prepared is not None and self._planner.submit(prepared):
+            self._on_drop()
+
+    def submit(self, item: Any) -> bool:
+        """Queue a new cloud; returns True when it replaced one still waiting to be paired."""
+        return self._sync.submit(item)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._sync.stop(timeout)
+        self._planner.stop(timeout)

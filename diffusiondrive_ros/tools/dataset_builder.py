@@ -4,7 +4,8 @@ A frame is a LiDAR sweep as the node plans it: the bag goes through replay's `Ba
 synchronisation, waiting, command latching and acceleration), `FramePipeline.decode` and `build_features` with the
 feature configs of the chosen model, so the stored inputs are the node's inputs bit for bit. Its target is the
 ego's future from the bag's odometry (`OdometryTrack`: 8 poses at 0.5 s, x, y, heading in the ego frame at the
-sweep). A sweep without a command message yet (or a bag without the command topic) gets the command
+sweep); a recording cut short gives the frames it holds up to its break (`bag_io.open_bag`). A sweep without a
+command message yet (or a bag without the command topic) gets the command
 `derive_command` reads off that future; each shard records whether its commands were recorded, derived or mixed.
 
 Sweeps that give no frame are counted per reason in their shard's info and in the printed summary: those of the
@@ -35,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rosbags.rosbag2 import Reader
 from tqdm import tqdm
 
+from ..errors import InputError
 from ..features import CameraRigConfig, LidarBevConfig, build_features, camera_config_for, lidar_config_for
 from ..geometry import yaw_of_quaternion
 from ..model import DiffusionDriveConfig, load_model_config
@@ -57,11 +58,11 @@ from ..training.dataset import (
     write_shard_info,
 )
 from ..training.ground_truth import GROUND_TRUTH_INTERVAL_S, OdometryTrack, derive_command
-from .bag_io import BagMessage
+from .bag_io import BagReadError, open_bag
 from .replay import BagFrames, ReplayTopics, SyncedFrame, camera_transport, parse_topics
 
 
-class BagError(Exception):
+class BagError(InputError):
     """A bag that cannot be used, with a one-line reason naming it."""
 
 
@@ -116,16 +117,10 @@ def fingerprint(bag: Path, settings: BuildSettings) -> str:
 
 def check_bag(bag: Path, topics: ReplayTopics) -> dict[str, str]:
     """The bag's topic -> message type, or a BagError saying in one line why the bag cannot be used."""
-    bag = Path(bag)
-    if not bag.exists():
-        raise BagError(f"{bag}: no such file or directory")
-    if not (bag / "metadata.yaml").is_file():
-        raise BagError(f"{bag}: not a rosbag2 folder (no metadata.yaml)")
     try:
-        with Reader(bag) as reader:
-            bag_topics = {c.topic: c.msgtype for c in reader.connections}
-    except Exception as error:  # rosbags raises its own, YAML, SQLite and OS errors for unreadable bags
-        raise BagError(f"{bag}: cannot read the bag ({type(error).__name__}: {error})") from error
+        bag_topics = {topic: info.msgtype for topic, info in open_bag(bag).topics.items()}
+    except BagReadError as error:
+        raise BagError(str(error)) from error
     for name in ("pointcloud", "odometry"):
         if getattr(topics, name) not in bag_topics:
             raise BagError(f"{bag}: no {name} topic {getattr(topics, name)!r} (rename with --topic {name}=TOPIC)")
@@ -142,19 +137,17 @@ def odometry_track(bag: Path, topic: str) -> OdometryTrack:
     The frame pass counts those as `bad_message`.
     """
     samples = []
-    with Reader(bag) as reader:
-        connections = [c for c in reader.connections if c.topic == topic]
-        for connection, timestamp, raw in reader.messages(connections) if connections else ():
-            try:
-                msg = BagMessage(topic, connection.msgtype, timestamp, bytes(raw)).decode()
-            except RuntimeError:  # rclpy's RMWError: bytes that are not an Odometry
-                continue
-            pose = msg.pose.pose
-            q = pose.orientation
-            sample = (stamp_to_ns(msg.header.stamp), pose.position.x, pose.position.y,
-                      yaw_of_quaternion(q.w, q.x, q.y, q.z))
-            if all(math.isfinite(value) for value in sample[1:]):
-                samples.append(sample)
+    for message in open_bag(bag).messages([topic]):
+        try:
+            msg = message.decode()
+        except RuntimeError:  # rclpy's RMWError: bytes that are not an Odometry
+            continue
+        pose = msg.pose.pose
+        q = pose.orientation
+        sample = (stamp_to_ns(msg.header.stamp), pose.position.x, pose.position.y,
+                  yaw_of_quaternion(q.w, q.x, q.y, q.z))
+        if all(math.isfinite(value) for value in sample[1:]):
+            samples.append(sample)
     return OdometryTrack.from_samples(samples)
 
 

@@ -5,8 +5,12 @@ synchronisation, waiting, command latching and acceleration) and `FramePipeline.
 planner and its per-frame noise), so eval scores exactly the plans that replay writes and the node publishes. Its
 ground truth is the ego's future from the bag's odometry (`OdometryTrack`). The same frame is scored for the
 constant-velocity and constant-turn-rate (CTRV) baselines from the ego state at the sweep: the planner's velocity and
-the yaw rate of the odometry message the synchroniser matched. All three are checked for collision and clearance
-against that sweep's LiDAR obstacle points (z 0.4-2 m in the ego frame) by `training.metrics.evaluate_frame`.
+the yaw rate of the odometry message the synchroniser matched. All of them are checked for collision and clearance
+by `training.metrics.evaluate_frame` against the LiDAR obstacle points (z 0.4-2 m in the ego frame) of the time of
+each pose: the sweeps from the frame's through its 4 s horizon (`FutureSweeps`), each moved into the frame's ego frame
+with the odometry poses that also give the ground truth, so traffic has moved on by the time the plan gets there. A
+pose whose time has no sweep within `sweep_tolerance_s` (a dropped sweep, a LiDAR that stops before the odometry) is
+not checked; such frames are kept and counted (`num_partial_lidar_frames`).
 
 Sweeps that give no frame are counted per reason: those of the pipeline (`camera_front_out_of_sync`,
 `bad_pointcloud`, `bad_input`, ...) and `no_future` (the odometry ends before the horizon; such sweeps are not
@@ -22,20 +26,33 @@ import itertools
 import json
 import math
 import sys
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..planner import SEEDED, Planner
-from ..ros.frame_sync import FrameSkipped
+from ..ros.conversions import stamp_to_ns
+from ..ros.frame_sync import FrameInputs, FrameSkipped
 from ..ros.params import load_params_file, pipeline_config, planner_from_parameters
-from ..ros.pipeline import FramePipeline, PipelineConfig
+from ..ros.pipeline import FramePipeline, PipelineConfig, PlanRejected
 from ..training import baselines
-from ..training.ground_truth import GROUND_TRUTH_INTERVAL_S, OdometryTrack
-from ..training.metrics import FrameMetrics, MetricsConfig, evaluate_frame, path_length, summarize, turn_direction
+from ..training.ground_truth import GROUND_TRUTH_INTERVAL_S, NS_PER_S, OdometryTrack
+from ..training.metrics import (
+    CollisionConfig,
+    FrameMetrics,
+    MetricsConfig,
+    ObstacleSweep,
+    evaluate_frame,
+    obstacle_points,
+    path_length,
+    summarize,
+    to_plan_frame,
+    turn_direction,
+)
+from .bag_io import BagMessage, open_bag
 from .dataset_builder import BagError, check_bag, odometry_track
 from .rendering.bev import render_bev
 from .rendering.drawing import panel, put_text
@@ -67,8 +84,10 @@ class ScenarioTags:
 
     turn: int  # +1 / -1: the recorded drive turns left / right at an intersection within the horizon; else 0
     turn_agrees: bool | None  # the best mode turns the same way (None where turn is 0)
-    stop: bool  # the recorded ego stands still at one of the horizon's poses
+    stop: bool  # the recorded ego stands still, for a car or pedestrian standing in its lane, at one of the poses
     stops_short: bool | None  # the best mode stays behind the stop point while the recorded ego stands (None: no stop)
+    lead_stop: bool  # as `stop`, but the ego stands behind its lead vehicle, which was still moving at the sweep
+    lead_stops_short: bool | None  # as `stops_short` for those lead-vehicle stops
     exits: tuple[str, ...]  # the exits of the intersection just ahead, in scenario.json's words; () when there is none
     covered_exits: tuple[str, ...]  # the exits some mode takes
 
@@ -221,12 +240,15 @@ def _frame_record(frame: FrameResult) -> dict:
     record = {
         "stamp_ns": frame.stamp_ns, "command": frame.command, "best_index": m.best_index,
         "ade": m.ade, "fde": m.fde, "min_ade": m.min_ade, "min_fde": m.min_fde, "miss": m.miss,
-        "collision": m.collision, "clearance_m": m.clearance_m, "near_obstacle": m.near_obstacle,
+        "collision": m.collision, "clearance_m": m.clearance_m, "centre_line_clearance_m": m.centre_line_clearance_m,
+        "near_obstacle": m.near_obstacle, "unchecked_poses": m.unchecked_poses,
         "comfortable": m.comfort.comfortable, "comfort_violations": list(m.comfort.violations),
         "progress": m.progress.ratio, "progress_m": m.progress.along_m, "stops": m.stops, "gt_stops": m.gt_stops,
         "turn_direction": m.turn_direction, "gt_turn_direction": m.gt_turn_direction,
     }
-    record["baselines"] = {name: {"ade": b.ade, "fde": b.fde, "collision": b.collision, "clearance_m": b.clearance_m}
+    record["baselines"] = {name: {"ade": b.ade, "fde": b.fde, "collision": b.collision, "clearance_m": b.clearance_m,
+                                  "centre_line_clearance_m": b.centre_line_clearance_m,
+                                  "near_obstacle": b.near_obstacle}
                            for name, b in frame.baselines.items()}
     if frame.tags is not None:
         record["scenario"] = dataclasses.asdict(frame.tags)
@@ -278,6 +300,8 @@ _MARKDOWN_BASELINES = (
 _MARKDOWN_SCENARIO = (
     ("turn frames", "scenario.num_turn_frames", "d"), ("turn agreement", "scenario.turn_agreement", ".3f"),
     ("stop frames", "scenario.num_stop_frames", "d"), ("stop rate", "scenario.stop_rate", ".3f"),
+    ("lead-vehicle stop frames", "scenario.num_lead_stop_frames", "d"),
+    ("lead-vehicle stop rate", "scenario.lead_stop_rate", ".3f"),
     ("intersection frames", "scenario.num_intersection_frames", "d"),
     ("branch coverage", "scenario.branch_coverage", ".3f"),
 )
@@ -325,9 +349,11 @@ def scenario_tags(scenario: dict, time_s: float, modes: np.ndarray, metrics: Fra
     - turn: an intersection whose decision is left or right has its manoeuvre [start_time_s, end_time_s] overlap
       the horizon and the recorded future turns that way (`turn_direction` of the ground truth), so the turn is
       visible in the horizon; turn_agrees: the best mode's `turn_direction` is the same.
-    - stop: a stop's standing time [start_time_s, end_time_s] holds one of the poses. stops_short: at every such
-      pose the best mode has travelled (along its poses from the origin) no more than the recorded ego had at the
-      stop's first standing pose (the stop point) plus `stop_threshold_m`.
+    - stop: the standing time [start_time_s, end_time_s] of a stop for a car or pedestrian standing in the lane
+      holds one of the poses. stops_short: at every such pose the best mode has travelled (along its poses from the
+      origin) no more than the recorded ego had at the stop's first standing pose (the stop point) plus
+      `stop_threshold_m`. lead_stop / lead_stops_short: the same for stops behind the lead vehicle, kept apart
+      because at the sweep that vehicle may still be moving, and one sweep cannot show that it will halt.
     - exits: the ego reaches an intersection's box (approach_time_s) within INTERSECTION_LOOKAHEAD_S and has not
       begun its manoeuvre (start_time_s); its exits are the open branches. A mode takes exit `left` / `right` when its
       `turn_direction` is +1 / -1, and `straight` when it is 0 and the mode travels at least `turn_min_travel_m`.
@@ -342,16 +368,15 @@ def scenario_tags(scenario: dict, time_s: float, modes: np.ndarray, metrics: Fra
         overlaps = _event_time(crossing["start_time_s"]) < horizon_end and _event_time(crossing["end_time_s"]) > time_s
         if sign and overlaps and metrics.gt_turn_direction == sign:
             turn = sign
-    stops_short = None
-    standing_any = False
     best_travel, recorded_travel = _arc_lengths(modes[metrics.best_index]), _arc_lengths(ground_truth)
+    short_of: dict[bool, bool | None] = {False: None, True: None}  # lead-vehicle stop? -> stays short of them all
     for stop in scenario.get("stops", []):
         standing = (pose_times >= _event_time(stop["start_time_s"])) & (pose_times <= _event_time(stop["end_time_s"]))
         if standing.any():
             limit = recorded_travel[int(np.argmax(standing))] + config.stop_threshold_m
             short = bool((best_travel[standing] <= limit).all())
-            stops_short = short if stops_short is None else stops_short and short
-            standing_any = True
+            lead = stop["reason"] == "lead_vehicle"
+            short_of[lead] = short if short_of[lead] is None else short_of[lead] and short
     exits: tuple[str, ...] = ()
     for crossing in intersections:
         reached = _event_time(crossing["approach_time_s"]) <= time_s + INTERSECTION_LOOKAHEAD_S
@@ -363,8 +388,9 @@ def scenario_tags(scenario: dict, time_s: float, modes: np.ndarray, metrics: Fra
         direction = turn_direction(mode, config.turn_heading_threshold_rad, config.turn_min_travel_m)
         if direction or path_length(mode) >= config.turn_min_travel_m:
             taken.add(direction)
-    return ScenarioTags(turn=turn, turn_agrees=metrics.turn_direction == turn if turn else None, stop=standing_any,
-                        stops_short=stops_short, exits=exits,
+    return ScenarioTags(turn=turn, turn_agrees=metrics.turn_direction == turn if turn else None,
+                        stop=short_of[False] is not None, stops_short=short_of[False],
+                        lead_stop=short_of[True] is not None, lead_stops_short=short_of[True], exits=exits,
                         covered_exits=tuple(e for e in exits if BRANCH_DIRECTIONS.get(e) in taken))
 
 
@@ -377,13 +403,16 @@ def scenario_metrics(tags: Sequence[ScenarioTags]) -> dict:
     """Intent metrics over tagged frames; each is NaN (null in JSON) when no frame qualifies.
 
     turn_agreement: fraction of turn frames whose best mode turns the recorded way. stop_rate: fraction of stop
-    frames whose best mode stops short. branch_coverage: mean over intersection frames of the fraction of the
+    frames (a car or pedestrian standing in the lane) whose best mode stops short; lead_stop_rate: the same for
+    stops behind the lead vehicle. branch_coverage: mean over intersection frames of the fraction of the
     intersection's exits that some mode takes. See `scenario_tags` for the frames and the tests.
     """
     turns = [tag.turn_agrees for tag in tags if tag.turn]
     stops = [tag.stops_short for tag in tags if tag.stop]
+    lead_stops = [tag.lead_stops_short for tag in tags if tag.lead_stop]
     branches = [len(tag.covered_exits) / len(tag.exits) for tag in tags if tag.exits]
     return {"turn_agreement": _mean_or_nan(turns), "stop_rate": _mean_or_nan(stops),
+            "lead_stop_rate": _mean_or_nan(lead_stops), "num_lead_stop_frames": len(lead_stops),
             "branch_coverage": _mean_or_nan(branches), "num_turn_frames": len(turns), "num_stop_frames": len(stops),
             "num_intersection_frames": len(branches)}
 
@@ -418,12 +447,79 @@ def baseline_trajectories(velocity: Sequence[float], yaw_rate: float, future: np
     }
 
 
+def ego_pose(track: OdometryTrack, stamp_ns: int, at_ns: int) -> np.ndarray | None:
+    """The ego's pose (x, y, yaw) at `at_ns` >= `stamp_ns` in the ego frame at `stamp_ns`, from the odometry that
+    gives the ground truth: (0, 0, 0) at `stamp_ns` itself; None where the odometry does not cover both."""
+    if at_ns == stamp_ns:
+        return np.zeros(3)
+    future = track.future(stamp_ns, 1, (at_ns - stamp_ns) / NS_PER_S)
+    return None if future is None else future[0]
+
+
+class FutureSweeps:
+    """A bag's LiDAR sweeps from a frame's stamp through its horizon, as obstacles in that frame's ego frame.
+
+    A second, cloud-only pass over the bag reads ahead of the frames; every cloud is kept (every-th frame or not) as
+    its obstacle points in its own ego frame until the frames have passed it, so memory holds one horizon of sweeps.
+    """
+
+    def __init__(self, clouds: Iterator[BagMessage], track: OdometryTrack, horizon_s: float,
+                 config: CollisionConfig = CollisionConfig()):
+        self.track, self.config = track, config
+        self._clouds = clouds
+        self._reach_ns = round((horizon_s + config.sweep_tolerance_s) * NS_PER_S)
+        self._pending: deque[tuple[int, object]] = deque()  # (header stamp, PointCloud2), log-time order
+        self._obstacles: dict[int, np.ndarray | None] = {}  # stamp -> obstacle xy in its own frame; None: unusable
+        self._last_ns: int | None = None
+
+    def _read_until(self, end_ns: int) -> None:
+        """Read clouds until one is stamped after end_ns or the bag ends."""
+        while self._last_ns is None or self._last_ns <= end_ns:
+            message = next(self._clouds, None)
+            if message is None:
+                return
+            try:
+                cloud = message.decode()
+            except RuntimeError:  # rclpy's RMWError: bytes that are not a PointCloud2 (the frame pass counts them)
+                continue
+            self._last_ns = stamp_to_ns(cloud.header.stamp)
+            self._pending.append((self._last_ns, cloud))
+
+    def _obstacle_points(self, pipeline: FramePipeline, inputs: FrameInputs, stamp_ns: int,
+                         cloud: object) -> np.ndarray | None:
+        """The cloud's obstacle points in its own ego frame, placed as the planner places its frame's cloud."""
+        if stamp_ns not in self._obstacles:
+            try:
+                points = pipeline.cloud_to_base(dataclasses.replace(inputs, stamp_ns=stamp_ns, cloud=cloud))
+                self._obstacles[stamp_ns] = obstacle_points(points, self.config)
+            except FrameSkipped:  # a cloud the planner could not use: the poses of its time stay unchecked
+                self._obstacles[stamp_ns] = None
+        return self._obstacles[stamp_ns]
+
+    def around(self, pipeline: FramePipeline, inputs: FrameInputs) -> list[ObstacleSweep]:
+        """The sweeps stamped from the frame's stamp through the horizon (plus the tolerance), in its ego frame.
+
+        Frames must come in stamp order: sweeps before the frame are dropped.
+        """
+        stamp = inputs.stamp_ns
+        self._read_until(stamp + self._reach_ns)
+        while self._pending and self._pending[0][0] < stamp:
+            self._obstacles.pop(self._pending.popleft()[0], None)
+        sweeps = []
+        for at_ns, cloud in self._pending:
+            pose = ego_pose(self.track, stamp, at_ns) if at_ns <= stamp + self._reach_ns else None
+            xy = None if pose is None else self._obstacle_points(pipeline, inputs, at_ns, cloud)
+            if xy is not None:
+                sweeps.append(ObstacleSweep((at_ns - stamp) / NS_PER_S, to_plan_frame(xy, pose)))
+        return sweeps
+
+
 class _BagEvaluator:
     """Plans and scores the synchronised frames of one bag."""
 
-    def __init__(self, pipeline: FramePipeline, track: OdometryTrack, metrics: MetricsConfig,
+    def __init__(self, pipeline: FramePipeline, track: OdometryTrack, sweeps: FutureSweeps, metrics: MetricsConfig,
                  scenario: dict | None = None):
-        self.pipeline, self.track, self.metrics, self.scenario = pipeline, track, metrics, scenario
+        self.pipeline, self.track, self.sweeps, self.metrics, self.scenario = pipeline, track, sweeps, metrics, scenario
         self.num_poses = pipeline.planner.model.config.num_poses
         self.skipped: Counter = Counter()
 
@@ -438,8 +534,12 @@ class _BagEvaluator:
             result = self.pipeline.plan(inputs).result
         except FrameSkipped:  # counted in the pipeline's stats
             return None
+        except PlanRejected as rejected:  # non-finite or unreachable output: nothing to score, counted by reason
+            self.skipped[f"rejected_{rejected.reason}"] += 1
+            return None
         points = self.pipeline.cloud_to_base(inputs)  # the points the planner saw; plan() keeps only its result
-        state = {"points": points, "velocity": inputs.velocity, "acceleration": inputs.acceleration,
+        state = {"sweeps": self.sweeps.around(self.pipeline, inputs), "velocity": inputs.velocity,
+                 "acceleration": inputs.acceleration,
                  "yaw_rate": _yaw_rate(self.pipeline, inputs.stamp_ns), "config": self.metrics}
         scored = {name: evaluate_frame(trajectory[None], np.zeros(1), future, **state)
                   for name, trajectory in baseline_trajectories(inputs.velocity, state["yaw_rate"], future).items()}
@@ -483,7 +583,10 @@ def _evaluate_bag(bag: Path, scenario: dict | None, planner: Planner, config: Pi
     config = dataclasses.replace(config, camera_transport=camera_transport(bag_topics, topics))
     pipeline = FramePipeline(planner, config)
     frames = BagFrames(pipeline, topics, every)
-    evaluator = _BagEvaluator(pipeline, odometry_track(bag, topics.odometry), metrics, scenario)
+    track = odometry_track(bag, topics.odometry)
+    horizon_s = planner.model.config.num_poses * GROUND_TRUTH_INTERVAL_S
+    sweeps = FutureSweeps(open_bag(bag).messages([topics.pointcloud]), track, horizon_s, metrics.collision)
+    evaluator = _BagEvaluator(pipeline, track, sweeps, metrics, scenario)
     result = BagResult(bag)
 
     for synced in frames.read(bag, progress):

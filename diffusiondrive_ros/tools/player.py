@@ -7,7 +7,8 @@ so nodes with use_sim_time follow the bag. Publishers are reliable (a reliable p
 best-effort subscribers); durability and depth come from the offered QoS recorded in the bag. Topics whose message
 type has no rclpy class here (tf2_msgs/TFMessage on /tf_static: no PyPI wheel) are skipped with a note.
 `--wait-for-subscribers SECONDS` waits until every played topic has a subscriber, because messages published before
-discovery are lost on volatile topics. Ctrl-C stops cleanly and still prints the summary.
+discovery are lost on volatile topics. Ctrl-C stops cleanly and still prints the summary. A recording cut short is
+played up to its break (`bag_io.open_bag`, with a WARN saying what was recovered).
 """
 from __future__ import annotations
 
@@ -29,11 +30,11 @@ from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.interfaces import QosDurability, QosHistory
-from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
+from ..errors import InputError, report
 from ..ros.conversions import ns_to_stamp
-from .bag_io import BagMessage, message_class, read_bag
+from .bag_io import BagMessage, message_class, open_bag, read_bag
 
 CLOCK_TOPIC = "/clock"
 DEFAULT_DEPTH = 10
@@ -116,14 +117,10 @@ class BagInfo:
 
 
 def bag_info(path: Path) -> BagInfo:
-    """Read topics, types and offered QoS profiles without reading any message."""
-    with Reader(path) as reader:
-        topics: dict[str, tuple[str, list[Any]]] = {}
-        for connection in reader.connections:
-            profiles = list(getattr(connection.ext, "offered_qos_profiles", None) or [])
-            known = topics.get(connection.topic, (connection.msgtype, []))[1]
-            topics[connection.topic] = (connection.msgtype, known + profiles)
-        return BagInfo(topics, reader.start_time, reader.end_time)
+    """Topics, types and offered QoS profiles; from the metadata, or from the files of a recording cut short."""
+    bag = open_bag(path)
+    topics = {topic: (info.msgtype, list(info.offered_qos)) for topic, info in bag.topics.items()}
+    return BagInfo(topics, bag.start_ns, bag.end_ns)
 
 
 def publisher_qos(topic: str, offered: Sequence[Any]) -> QoSProfile:
@@ -374,9 +371,8 @@ def run(args: argparse.Namespace) -> int:
                               remaps=parse_remaps(args.remap), loop=args.loop, clock=not args.no_clock,
                               clock_hz=args.clock_hz, wait_for_subscribers_s=args.wait_for_subscribers)
         player = Player(args.bag, options)
-    except (ValueError, OSError) as error:
-        print(f"diffusiondrive-ros play: {error}", file=sys.stderr)
-        return 1
+    except (InputError, ValueError, OSError) as error:
+        return report("play", error)
     for topic, reason in player.skipped.items():
         print(f"skipping {topic}: {reason}", file=sys.stderr)
     note = large_data_note(player.plans)

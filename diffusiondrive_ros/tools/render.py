@@ -4,15 +4,15 @@ Each picture shows a bird's-eye view (LiDAR, ego box, all modes coloured by scor
 highlighted, the odometry ground truth) beside the front camera with the modes projected onto the
 road. The bag is what the replay tool writes: the sensor inputs plus `/diffusiondrive/candidates`
 (the MarkerArray of `ros.markers.modes_to_markers`); an input bag and an outputs-only bag can also be
-passed together. No torch is imported.
+passed together; a bag cut short is rendered up to its break (`bag_io.open_bag`). No torch is imported.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import InputError, report
 from .rendering.video import render_bag
 
 
@@ -34,9 +34,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else bags[0].parent / f"{bags[0].name}_render"
     try:
         summary = render_bag(bags, out, png_every=args.every, mp4=not args.no_mp4, fps=args.fps)
-    except (FileNotFoundError, ImportError, ValueError) as exc:
-        print(f"render: {exc}", file=sys.stderr)
-        return 1
+    except (InputError, OSError, ImportError, ValueError) as error:
+        return report("render", error)
     print(summary.format())
     return 0
 

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import shutil
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,12 +17,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..planner import Planner
+from ..planner import BACKENDS, Planner
 from ..ros.conversions import ConversionError, stamp_to_ns
 from ..ros.diagnostics import InputMonitor, PlanningHealth, diagnostic_array, input_statuses, planner_inputs
 from ..ros.frame_sync import CAMERA_NAMES, FrameInputs, FrameSkipped
 from ..ros.params import load_params_file, pipeline_config, planner_from_parameters
-from ..ros.pipeline import FramePipeline, PipelineConfig
+from ..ros.pipeline import FramePipeline, PipelineConfig, PlanRejected
 from . import topics
 from .bag_io import TF_STATIC_TYPE, BagMessage, BagWriter, StaticTransforms, read_bag
 
@@ -53,6 +54,17 @@ class FrameRecord:
     scores: list[float]
     best: list[list[float]]  # (P, 3) x, y, heading of the best mode
     model_time_s: float
+    stage_times_s: dict[str, float] = field(default_factory=dict)
+    """decode, features, model, publish (bag write) and end_to_end_from_receipt (frame ready -> written)."""
+
+
+@dataclass
+class FailedRecord:
+    """A frame whose model output was rejected (NaN, unreachable poses): nothing was written for it."""
+
+    stamp_ns: int
+    reason: str
+    detail: str
 
 
 @dataclass
@@ -62,13 +74,24 @@ class ReplaySummary:
     planned: list[FrameRecord] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     model_time: dict[str, float] = field(default_factory=dict)
+    failed: list[FailedRecord] = field(default_factory=list)
+    latency: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Stage -> percentiles in seconds (PipelineStats.latency_percentiles)."""
+    fallbacks: Counter = field(default_factory=Counter)
+    """Input -> frames planned with a fallback for it (docs/degradation.md)."""
+    forced_aspects: dict[str, str] = field(default_factory=dict)
+    """Camera -> how its picture was stretched to the rig's aspect ratio (cameras that are not 16:9)."""
 
     def format(self) -> str:
         lines = [f"replayed {self.clouds} point clouds -> {len(self.planned)} planned, "
-                 f"{sum(self.skipped.values())} skipped; output bag {self.output}"]
+                 f"{sum(self.skipped.values())} skipped, {len(self.failed)} failed; output bag {self.output}"]
         lines += [f"  skipped {reason}: {count}" for reason, count in sorted(self.skipped.items())]
-        if self.model_time:
-            lines.append("  model time " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in self.model_time.items()))
+        failures = Counter(record.reason for record in self.failed)
+        lines += [f"  failed {reason}: {count}" for reason, count in sorted(failures.items())]
+        lines += [f"  planned with a fallback for {name}: {count}" for name, count in sorted(self.fallbacks.items())]
+        lines += [f"  {name} aspect ratio forced: {note}" for name, note in sorted(self.forced_aspects.items())]
+        for stage, times in self.latency.items():
+            lines.append(f"  {stage} " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()))
         return "\n".join(lines)
 
 
@@ -181,6 +204,7 @@ class BagReplayer:
         self.monitor = InputMonitor(planner_inputs(pipeline.config.sync))
         self.frames = BagFrames(pipeline, topics, every, self.monitor)
         self.records: list[FrameRecord] = []
+        self.failures: list[FailedRecord] = []
         self.health = PlanningHealth(latency_warn_s=float("inf"))
         self.next_diagnostics_ns: int | None = None
 
@@ -196,16 +220,25 @@ class BagReplayer:
         self._diagnostics(message.timestamp_ns)
 
     def _plan(self, frame: SyncedFrame) -> None:
+        ready = time.perf_counter()
         try:
             planned = self.pipeline.plan(frame.inputs)
-        except FrameSkipped:
+        except FrameSkipped:  # counted by the pipeline
+            return
+        except PlanRejected as rejected:  # counted by the pipeline as failed; recorded, nothing written
+            self.failures.append(FailedRecord(frame.inputs.stamp_ns, rejected.reason, rejected.detail))
             return
         timestamp_ns = frame.message.timestamp_ns
+        write_start = time.perf_counter()
         self.writer.write(self.topics.path, timestamp_ns, planned.path)
         self.writer.write(self.topics.candidates, timestamp_ns, planned.markers)
+        written = time.perf_counter()
+        times = {"publish": written - write_start, "end_to_end_from_receipt": written - ready}
+        self.pipeline.stats.record_latencies(**times)
         result = planned.result
         self.records.append(FrameRecord(planned.inputs.stamp_ns, planned.inputs.command, result.best_index,
-                                        result.scores.tolist(), result.best.tolist(), result.latency_s))
+                                        result.scores.tolist(), result.best.tolist(), result.latency_s,
+                                        planned.stage_times_s | times))
 
     def _diagnostics(self, now_ns: int, force: bool = False) -> None:
         """DiagnosticArray once per second of bag time (and at the end), as the node's timer would."""
@@ -254,7 +287,9 @@ def replay_bag(
             last_ns = message.timestamp_ns
         replayer.finish(last_ns)
     return ReplaySummary(output_bag, replayer.clouds, replayer.records, Counter(pipeline.stats.skipped),
-                         pipeline.stats.model_time_percentiles())
+                         pipeline.stats.model_time_percentiles(), replayer.failures,
+                         pipeline.stats.latency_percentiles(), Counter(pipeline.stats.fallbacks),
+                         dict(pipeline.stats.forced_aspects))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,6 +299,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="override the params file's checkpoint")
     parser.add_argument("--device", help="override the device (auto, cpu, cuda)")
     parser.add_argument("--seed", type=int, help="override the seed")
+    parser.add_argument("--backend", choices=BACKENDS, help="override the backend (torch, onnxruntime)")
     parser.add_argument("--every", type=int, default=1, help="plan every N-th point cloud (default: all)")
     parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
     parser.add_argument("--overwrite", action="store_true")
@@ -281,7 +317,8 @@ def parse_topics(pairs: list[str]) -> ReplayTopics:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in (("checkpoint", args.checkpoint), ("device", args.device), ("seed", args.seed))
+    overrides = {k: v for k, v in (("checkpoint", args.checkpoint), ("device", args.device), ("seed", args.seed),
+                                   ("backend", args.backend))
                  if v is not None}
     params = load_params_file(args.params_file, overrides)
     planner = planner_from_parameters(params)

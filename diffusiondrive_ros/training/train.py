@@ -44,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..errors import report
 from ..model import DiffusionDrive, DiffusionDriveConfig, load_model_config
 from ..model.anchors import fit_normalization, load_anchors
 from ..model.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
@@ -528,7 +529,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the `train` subcommand; settings errors print one line and return 2."""
+    """Run the `train` subcommand; bad paths and settings print one line on stderr and return 1."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions)
              if getattr(args, f.name, None) is not None}
     if "epochs" in given:  # --epochs replaces a stored --steps
@@ -537,6 +538,5 @@ def run(args: argparse.Namespace) -> int:
         base = TrainOptions(**read_train_state(args.out)["options"]) if args.resume else TrainOptions()
         train(args.data, args.out, dataclasses.replace(base, **given), resume=args.resume)
     except (ValueError, FileNotFoundError, CheckpointError) as error:
-        print(f"diffusiondrive-ros train: error: {error}")
-        return 2
+        return report("train", error)
     return 0

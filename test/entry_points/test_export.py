@@ -1,7 +1,12 @@
-"""`export --fp16` writes a half-size copy of a checkpoint whose plans stay within a few centimetres."""
+"""`export --fp16` writes a half-size copy of a checkpoint whose plans stay within a few centimetres; `export --onnx`
+writes the whole plan as ONNX and checks it with ONNX Runtime."""
+import dataclasses
+
+import pytest
 import torch
 
 from diffusiondrive_ros.cli import main
+from diffusiondrive_ros.export import ONNX_ATOL
 from diffusiondrive_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from diffusiondrive_ros.model.variants import model_config
 from diffusiondrive_ros.model.weights import seeded_model
@@ -29,3 +34,29 @@ def test_fp16_export_halves_the_file_and_keeps_the_plans(tmp_path, capsys):
 def test_export_of_a_missing_file_is_one_line_and_exit_1(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--fp16", str(tmp_path / "out.pt")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_onnx_export_writes_the_plan_graph_checked_against_torch(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the `onnx` extra)")
+    from diffusiondrive_ros.onnx_backend import OnnxPlan
+
+    compact = model_config("compact")
+    config = dataclasses.replace(compact, backbone=dataclasses.replace(compact.backbone, depths=(1, 1, 1, 1)),
+                                 tf_num_layers=1)
+    source = tmp_path / "small.pt"
+    save_checkpoint(source, seeded_model(config, seed=2), config)
+    out = tmp_path / "deploy" / "plan.onnx"
+    assert main(["export", "--checkpoint", str(source), "--onnx", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ONNX Runtime vs PyTorch on a seeded frame, max abs difference: poses" in printed
+    difference = float(printed.split("poses ")[1].split(" m")[0])
+    assert difference <= ONNX_ATOL
+    plan = OnnxPlan(out)
+    assert plan.config == config and [i.name for i in plan.session.get_inputs()] == ["camera", "lidar", "status",
+                                                                                    "noise"]
+
+
+def test_export_needs_exactly_one_target(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--fp16", str(tmp_path / "a.pt"), "--onnx", str(tmp_path / "a.onnx")])
+    assert "not allowed with argument" in capsys.readouterr().err

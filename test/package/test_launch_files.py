@@ -30,7 +30,7 @@ NODE_NAME = "diffusiondrive_planner"
 
 # Every parameter of the node and its default, by ROS parameter name (nested YAML maps become
 # dotted names), from the node's own declaration list; use_sim_time is declared by rclpy itself.
-NODE_PARAMETERS = {name: default for name, (default, _) in PARAMETERS.items()}
+NODE_PARAMETERS = {name: spec.default for name, spec in PARAMETERS.items()}
 
 # The node-private topics of INTERFACE.md; the launch file remaps every one of them.
 PRIVATE_TOPICS = {

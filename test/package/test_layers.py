@@ -35,13 +35,14 @@ def files(*relative: str) -> list[Path]:
     return found
 
 
-@pytest.mark.parametrize("path", files("model", "geometry.py", "features.py", "planner.py", "training"),
+@pytest.mark.parametrize("path", files("model", "geometry.py", "features.py", "planner.py", "onnx_backend.py",
+                                       "errors.py", "training"),
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_pure_layers_import_no_ros_and_no_upper_layer(path: Path) -> None:
     names = imports_of(path)
     assert not {n for n in names if n.split(".")[0] in ROS_MODULES}, f"{path} imports ROS"
     upper = ("diffusiondrive_ros.ros", "diffusiondrive_ros.tools", "diffusiondrive_ros.cli", "diffusiondrive_ros.demo",
-             "diffusiondrive_ros.bench")
+             "diffusiondrive_ros.bench", "diffusiondrive_ros.node_bench")
     assert not {n for n in names if n.startswith(upper)}, f"{path} imports an upper layer"
 
 

@@ -148,7 +148,7 @@ def test_image_result_is_an_independent_writable_copy() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"encoding": "yuv422"}, r"Image: unsupported encoding 'yuv422'"),
+        ({"encoding": "nv12"}, r"Image: unsupported encoding 'nv12'"),
         ({"encoding": "32FC1"}, r"unsupported encoding '32FC1'"),
         ({"step": 14}, r"step 14 is smaller than width\*bytes_per_pixel = 15"),
         ({"height": 7}, r"data has 90 bytes, expected step\*height = 105"),

@@ -2,9 +2,11 @@
 
 Frame i (stamp T0 + i / rate) is a pure function of i, so tests rebuild the exact messages the node received.
 Run as a script: python sensor_publisher.py --duration 20 [--stop-camera-after 5] [--clock] [--transport raw]
-[--width 1920 --height 1080] [--wait-for-subscribers] [--live-stamps] [--malformed KIND@FIRST[-LAST] ...]
+[--width 1920 --height 1080] [--odom-rate 1] [--loop-frames N] [--wait-for-subscribers] [--live-stamps]
+[--malformed KIND@FIRST[-LAST] ...]
 """
 import argparse
+import math
 import time
 
 import numpy as np
@@ -121,6 +123,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=RATE_HZ, help="frames per second (odometry: ODOM_PER_FRAME x)")
+    parser.add_argument("--odom-rate", type=float, default=None,
+                        help="odometry messages per second (default: ODOM_PER_FRAME per frame)")
+    parser.add_argument("--loop-frames", type=int, default=0,
+                        help="start again at frame 0 (stamps and /clock jump back) every N frames, like a looped bag")
     parser.add_argument("--stop-camera-after", type=float, default=None,
                         help="stop camera_front after this many seconds")
     parser.add_argument("--clock", action="store_true", help="publish /clock (sim time) from the frame stamps")
@@ -177,16 +183,21 @@ def main() -> None:
         while time.monotonic() - start < args.duration and rclpy.ok():
             elapsed = time.monotonic() - start
             kinds = schedule.get(i, set())
-            cameras, cloud = frame_messages(i, args.transport, t0_ns, args.height, args.width, args.rate)
+            f = i % args.loop_frames if args.loop_frames else i  # the frame sent: i unless looping
+            if i and not f:
+                print(f"loop: back to frame 0 after frame {i - 1}", flush=True)
+            cameras, cloud = frame_messages(f, args.transport, t0_ns, args.height, args.width, args.rate)
             for kind in sorted(kinds):
                 print(f"frame {i}: malformed {kind}", flush=True)
                 cameras, cloud = break_frame(kind, i, cameras, cloud)
             if "bad_command" in kinds:
                 command_pub.publish(UInt8(data=BAD_COMMAND))
             if clock_pub:
-                clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns(i, t0_ns, args.rate))))
-            for j in range(i * ODOM_PER_FRAME - ODOM_PER_FRAME + 1, i * ODOM_PER_FRAME + 1):
-                odom_pub.publish(odometry_message(j, t0_ns, "nan_odometry" in kinds, args.rate))
+                clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns(f, t0_ns, args.rate))))
+            per_frame = (args.odom_rate or args.rate * ODOM_PER_FRAME) / args.rate  # odometry j at j / odom rate
+            for j in range(math.floor((f - 1) * per_frame + 1e-9) + 1, math.floor(f * per_frame + 1e-9) + 1):
+                odom_pub.publish(odometry_message(j, t0_ns, "nan_odometry" in kinds,
+                                                  args.rate * per_frame / ODOM_PER_FRAME))
             if not camera_stopped and args.stop_camera_after is not None and elapsed > args.stop_camera_after:
                 camera_stopped = True
                 print(f"camera_front stopped at frame {i}", flush=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import cv2
@@ -11,14 +12,19 @@ import pytest
 from diffusiondrive_ros.cli import main
 from diffusiondrive_ros.model.checkpoint import save_checkpoint
 from diffusiondrive_ros.planner import SEEDED, Planner
+from diffusiondrive_ros.ros.pipeline import FramePipeline, PipelineConfig
+from diffusiondrive_ros.tools.bag_io import open_bag
+from diffusiondrive_ros.tools.dataset_builder import check_bag, odometry_track
 from diffusiondrive_ros.tools.evaluate import (
     BASELINES,
     RATIO_BASELINES,
+    FutureSweeps,
     baseline_trajectories,
     evaluate_bags,
     scenario_metrics,
     scenario_tags,
 )
+from diffusiondrive_ros.tools.replay import BagFrames, ReplayTopics, camera_transport
 from diffusiondrive_ros.tools.synthetic.bag import make_drive
 from diffusiondrive_ros.tools.synthetic.config import DriveConfig
 from diffusiondrive_ros.tools.synthetic.geometry import pose_matrix
@@ -26,7 +32,15 @@ from diffusiondrive_ros.tools.synthetic.lidar import LIDAR_MOUNT
 from diffusiondrive_ros.tools.synthetic.scenario import SUMMARY_FORMAT
 from diffusiondrive_ros.tools.synthetic.scene import SyntheticScene
 from diffusiondrive_ros.training.baselines import constant_velocity
-from diffusiondrive_ros.training.metrics import evaluate_frame
+from diffusiondrive_ros.training.metrics import (
+    CollisionConfig,
+    MetricsConfig,
+    ObstacleSweep,
+    collision,
+    evaluate_frame,
+    obstacle_points,
+    to_plan_frame,
+)
 
 # 4.3 s: the first 0.3 s of sweeps (stamps 0, 0.1, 0.2 s) have the 4 s of odometry future an evaluation needs;
 # every third sweep is evaluated, so each bag gives one frame (stamp 0), which keeps the planning time small.
@@ -34,8 +48,13 @@ DRIVE = DriveConfig(duration_s=4.3, lidar_azimuth_steps=500, lidar_beams=32)
 METRIC_KEYS = {"ade", "fde", "min_ade", "min_fde", "miss_rate", "collision_rate", "near_obstacle_rate", "comfort_rate",
                "progress", "num_frames"}
 RATIO_KEYS = {f"{m}_vs_{b}" for m in ("ade", "fde") for b in RATIO_BASELINES}
-SCENARIO_KEYS = {"turn_agreement", "stop_rate", "branch_coverage", "num_turn_frames", "num_stop_frames",
-                 "num_intersection_frames"}
+SCENARIO_KEYS = {"turn_agreement", "stop_rate", "lead_stop_rate", "branch_coverage", "num_turn_frames",
+                 "num_stop_frames", "num_lead_stop_frames", "num_intersection_frames"}
+
+
+# A random drive with a lead vehicle from the start (2.2 s ahead at 10.9 m/s) and oncoming traffic, no parked cars.
+LEAD_DRIVE = DriveConfig(seed=11, scenario="random", duration_s=6.0, image_width=320, image_height=180,
+                         lidar_azimuth_steps=500, lidar_beams=32)
 
 
 def scenario(intersections=(), stops=()) -> dict:
@@ -111,24 +130,36 @@ def test_constant_velocity_is_exact_on_the_straight_cruise(evaluated):
         assert first.baselines[name].min_ade == first.baselines[name].ade  # one mode
 
 
+def _scene_points(scene: SyntheticScene, t: float) -> np.ndarray:
+    """The sweep the bag holds at t (float32), in the ego frame at t, without the bag or the pipeline."""
+    cloud = scene.lidar_sweep(t)[:, :3].astype(np.float32).astype(np.float64)
+    return cloud @ pose_matrix(*LIDAR_MOUNT, 0.0)[:3, :3].T + np.array(LIDAR_MOUNT)
+
+
+def _scene_sweeps(scene: SyntheticScene, t: float, horizon_s: float = 4.0) -> list[ObstacleSweep]:
+    """The 10 Hz sweeps from t through the horizon in the ego frame at t, placed by the scene's analytic ego poses."""
+    sweeps = []
+    for k in range(round(horizon_s * 10) + 1):
+        pose = np.zeros(3) if k == 0 else scene.ground_truth_future(t, 1, k / 10)[0]
+        sweeps.append(ObstacleSweep(k / 10, to_plan_frame(obstacle_points(_scene_points(scene, t + k / 10)), pose)))
+    return sweeps
+
+
 def test_frame_metrics_equal_training_metrics_on_the_same_frame(evaluated):
     report, _ = evaluated
     frame = report.bags[1].frames[0]
     t = (frame.stamp_ns - DRIVE.start_time_ns) / 1e9
     scene = SyntheticScene(DRIVE)
     state = scene.ego_state(t)
-    # The sweep the bag holds (float32, LiDAR frame) and the analytic future, without the bag or the pipeline.
-    cloud = scene.lidar_sweep(t)[:, :3].astype(np.float32).astype(np.float64)
-    points = cloud @ pose_matrix(*LIDAR_MOUNT, 0.0)[:3, :3].T + np.array(LIDAR_MOUNT)
     future = scene.ground_truth_future(t)
-    ego = {"points": points, "velocity": state.velocity, "acceleration": state.acceleration,
+    ego = {"sweeps": _scene_sweeps(scene, t), "velocity": state.velocity, "acceleration": state.acceleration,
            "yaw_rate": state.yaw_rate}
     straight_on = constant_velocity(state.velocity)[None]
     expected = {"planner": evaluate_frame(frame.modes, frame.scores, future, **ego),
                 "constant_velocity": evaluate_frame(straight_on, np.zeros(1), future, **ego)}
     for name, got in (("planner", frame.metrics), ("constant_velocity", frame.baselines["constant_velocity"])):
         want = expected[name]
-        for field in ("ade", "fde", "min_ade", "min_fde", "clearance_m"):
+        for field in ("ade", "fde", "min_ade", "min_fde", "clearance_m", "centre_line_clearance_m"):
             assert getattr(got, field) == pytest.approx(getattr(want, field), abs=0.02), (name, field)
         assert got.progress.ratio == pytest.approx(want.progress.ratio, abs=0.01)
         assert (got.best_index, got.collision, got.near_obstacle, got.turn_direction, got.stops) == (
@@ -164,7 +195,7 @@ def test_cli_evaluates_a_checkpoint(drives, planner, tmp_path, capsys):
                  "--quiet", "--json", str(out_json), "--markdown", str(out_md)])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "planner: cpu fp32; model: compact" in printed and "overall" in printed
+    assert "planner: cpu fp32;" in printed and "model: compact" in printed and "overall" in printed
     document = json.loads(out_json.read_text())
     assert document["overall"]["evaluated"] == 1 and METRIC_KEYS <= set(document["overall"])
     assert out_md.read_text().startswith("# Open-loop evaluation")
@@ -248,6 +279,13 @@ def test_scenario_tags_stops_short_of_the_recorded_stop_point():
         assert (tags.stop, tags.stops_short) == (True, short), best
     later = {"reason": "vehicle", "start_time_s": 14.1, "end_time_s": None}
     assert scenario_tags(scenario(stops=[later]), 10.0, modes, metrics, recorded).stop is False
+    # Behind a lead vehicle the same frame counts apart: not a stop frame, a lead-stop frame.
+    lead = scenario_tags(scenario(stops=[stop | {"reason": "lead_vehicle"}]), 10.0, modes, metrics, recorded)
+    assert (lead.stop, lead.stops_short, lead.lead_stop, lead.lead_stops_short) == (False, None, True, True)
+    both = [scenario_tags(scenario(stops=[stop | {"reason": reason}]), 10.0, modes, metrics, recorded)
+            for reason in ("vehicle", "lead_vehicle", "lead_vehicle")]
+    summary = scenario_metrics(both)
+    assert (summary["num_stop_frames"], summary["stop_rate"], summary["num_lead_stop_frames"]) == (1, 1.0, 2)
 
 
 def test_random_drive_scenario_is_read(planner, tmp_path):
@@ -259,3 +297,78 @@ def test_random_drive_scenario_is_read(planner, tmp_path):
     assert summary["baselines"]["recorded"]["ade"] == 0.0
     for name in RATIO_BASELINES:
         assert summary[f"ade_vs_{name}"] == pytest.approx(summary["ade"] / summary["baselines"][name]["ade"])
+
+
+# --- near-obstacle and collision checks against the sweeps of each pose's time --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lead_drive(tmp_path_factory):
+    """The lead-vehicle drive as a bag, and its scene."""
+    bag = tmp_path_factory.mktemp("lead") / "lead"
+    make_drive(bag, LEAD_DRIVE)
+    assert json.loads((bag / "scenario.json").read_text())["lead_vehicle"]["from_start"]
+    return bag, SyntheticScene(LEAD_DRIVE)
+
+
+@pytest.fixture(scope="module")
+def first_frame_sweeps(lead_drive):
+    """FutureSweeps of the drive's first frame (stamp 0), read from the bag as eval reads it, with the frame."""
+    bag, _ = lead_drive
+    topics = ReplayTopics()
+    pipeline = FramePipeline(None, PipelineConfig(camera_transport=camera_transport(check_bag(bag, topics), topics)))
+    first = next(iter(BagFrames(pipeline, topics).read(bag)))
+    track = odometry_track(bag, topics.odometry)
+    sweeps = FutureSweeps(open_bag(bag).messages([topics.pointcloud]), track, 4.0).around(pipeline, first.inputs)
+    return first.inputs, sweeps
+
+
+def test_future_sweeps_are_placed_where_the_scene_puts_them(lead_drive, first_frame_sweeps):
+    _, scene = lead_drive
+    inputs, sweeps = first_frame_sweeps
+    assert inputs.stamp_ns == LEAD_DRIVE.start_time_ns
+    # every 10 Hz sweep from the frame's stamp to the horizon (4 s plus the 0.05 s tolerance)
+    np.testing.assert_allclose([sweep.offset_s for sweep in sweeps], np.arange(41) / 10, atol=1e-9)
+    # the same points as the scene's sweeps moved by its analytic ego poses (odometry is sampled at 50 Hz)
+    for got, want in zip(sweeps, _scene_sweeps(scene, 0.0)):
+        assert got.xy.shape == want.xy.shape and got.xy.shape[0] > 1000
+        np.testing.assert_allclose(got.xy, want.xy, atol=0.05)
+
+
+def test_a_plan_straight_into_a_standing_obstacle_is_flagged(lead_drive, first_frame_sweeps):
+    _, scene = lead_drive
+    _, sweeps = first_frame_sweeps
+    now, later = sweeps[0].xy, sweeps[30].xy  # t = 0 and t = 3 s, both in the frame at t = 0
+    # A standing point: where the ego saw something at 0 s and, 30 m further on, sees something at 3 s again (the lead
+    # car and oncoming cars have moved tens of metres by then).
+    distance = np.concatenate([np.linalg.norm(block[:, None, :] - now[None, :, :], axis=2).min(axis=1)
+                               for block in np.array_split(later, 10)])
+    standing = later[(distance < 0.2) & (np.hypot(*later.T) > 15.0)]
+    assert len(standing) > 10
+    target = standing[0]
+    heading = math.atan2(target[1], target[0])
+    plan = np.array([[*(target * (0.5 * i / 3.0)), heading] for i in range(1, 9)])  # reaches it at 3 s, drives on
+    assert collision(plan, sweeps)
+    recorded = scene.ground_truth_future(0.0)
+    assert not collision(recorded, sweeps)
+
+
+def test_the_recorded_drive_behind_a_lead_car_is_clear_but_held_sweeps_flag_it(lead_drive, planner):
+    bag, scene = lead_drive
+    report = evaluate_bags([bag], planner, every=4)
+    frames = report.frames
+    assert len(frames) == 5  # 0, 0.4, ..., 1.6 s: the selected sweeps with 4 s of odometry ahead
+    held = MetricsConfig(collision=CollisionConfig(sweep_tolerance_s=math.inf))  # the current sweep, held still
+    static = []
+    for frame in frames:
+        recorded = frame.baselines["recorded"]
+        assert (recorded.collision, recorded.near_obstacle, recorded.unchecked_poses) == (False, False, 0)
+        assert recorded.centre_line_clearance_m > 1.5
+        t = (frame.stamp_ns - LEAD_DRIVE.start_time_ns) / 1e9
+        now = [ObstacleSweep(0.0, obstacle_points(_scene_points(scene, t)))]
+        static.append(evaluate_frame(frame.ground_truth[None], np.zeros(1), frame.ground_truth, sweeps=now,
+                                     config=held))
+    # held where it was at planning time, the lead car stands in the recorded path
+    assert all(metrics.collision and metrics.near_obstacle for metrics in static)
+    summary = report.overall()["baselines"]["recorded"]
+    assert summary["near_obstacle_rate"] == 0.0 and summary["collision_rate"] == 0.0

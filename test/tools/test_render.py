@@ -15,6 +15,7 @@ from rosbags.typesys import Stores, get_typestore
 from diffusiondrive_ros.ros import conversions
 from diffusiondrive_ros.ros.markers import modes_to_markers, trajectory_to_path
 from diffusiondrive_ros.tools import render
+from diffusiondrive_ros.tools.bag_io import BagReadError
 from diffusiondrive_ros.tools.rendering.bag_frames import frames_from_bag
 from diffusiondrive_ros.tools.rendering.bev import render_bev
 from diffusiondrive_ros.tools.rendering.camera_view import render_camera
@@ -233,7 +234,7 @@ def test_markers_without_matching_labels_are_rejected() -> None:
 def test_bag_without_candidates_is_rejected(bags: Bags) -> None:
     with pytest.raises(ValueError, match="/diffusiondrive/candidates"):
         next(frames_from_bag(bags.drive.path))
-    with pytest.raises(FileNotFoundError, match="metadata.yaml"):
+    with pytest.raises(BagReadError, match="missing: no such file or directory"):
         next(frames_from_bag(bags.planned / "missing"))
 
 
@@ -403,4 +404,4 @@ def test_cli_renders_and_reports(bags: Bags, tmp_path: Path, capsys) -> None:
 
     missing = parser.parse_args([str(tmp_path / "nothing"), "--out", str(tmp_path / "none")])
     assert render.run(missing) == 1
-    assert "not a rosbag2 directory" in capsys.readouterr().err
+    assert f"diffusiondrive-ros render: {tmp_path / 'nothing'}: no such file or directory" in capsys.readouterr().err

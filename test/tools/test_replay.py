@@ -1,5 +1,6 @@
 """Offline replay: bag in -> bag out with the inputs plus Path, MarkerArray and diagnostics; bad messages skipped."""
 import collections
+import dataclasses
 
 import numpy as np
 import pytest
@@ -130,3 +131,51 @@ def test_malformed_messages_are_skipped_with_reasons(drive, planner, tmp_path):
     diagnostics = [d for _, d in decoded(tmp_path / "out", TOPICS.diagnostics)]
     values = {kv.key: kv.value for d in diagnostics for s in d.status for kv in s.values}
     assert values.get("skipped_bad_camera_front") == "1" and values.get("skipped_bad_pointcloud") == "1"
+
+
+class FirstOutputNaN:
+    """The real planner, with NaN poses in its first result (as broken weights give) and its later results as is."""
+
+    def __init__(self, planner):
+        self.planner, self.calls = planner, 0
+
+    def plan(self, *args, **kwargs):
+        result = self.planner.plan(*args, **kwargs)
+        self.calls += 1
+        return dataclasses.replace(result, modes=np.full_like(result.modes, np.nan)) if self.calls == 1 else result
+
+    def __getattr__(self, name):  # describe(), device, seeded: the real planner's
+        return getattr(self.planner, name)
+
+
+def test_rejected_output_is_recorded_and_the_replay_goes_on_with_latencies(drive, planner, tmp_path):
+    summary = replay_bag(drive, tmp_path / "nan", FirstOutputNaN(planner), PipelineConfig(), every=3,
+                         progress=False)
+    clouds = [stamp_to_ns(c.header.stamp) for _, c in decoded(drive, TOPICS.pointcloud)]
+    assert [(f.stamp_ns, f.reason) for f in summary.failed] == [(clouds[0], "non_finite_output")]
+    assert [r.stamp_ns for r in summary.planned] == [clouds[3]] and not summary.skipped
+    assert [stamp_to_ns(p.header.stamp) for _, p in decoded(tmp_path / "nan", TOPICS.path)] == [clouds[3]]
+    statuses = [s for _, d in decoded(tmp_path / "nan", TOPICS.diagnostics) for s in d.status if "planning" in s.name]
+    values = {kv.key: kv.value for kv in statuses[-1].values}  # one /diagnostics at the end of this 0.6 s drive
+    assert (values["frames_failed"], values["failed_non_finite_output"], values["frames_planned"]) == ("1", "1", "1")
+
+    stages = ("decode", "features", "model", "publish", "end_to_end_from_receipt")
+    assert set(summary.latency) == set(stages) and set(summary.planned[0].stage_times_s) == set(stages)
+    record = summary.planned[0].stage_times_s
+    assert record["end_to_end_from_receipt"] >= record["model"] + record["decode"] + record["publish"]
+    text = summary.format()
+    assert "1 planned, 0 skipped, 1 failed" in text and "failed non_finite_output: 1" in text
+    assert all(f"  {stage} p50" in text for stage in stages)
+
+
+def test_cameras_off_the_rig_aspect_ratio_are_planned_and_the_stretch_is_reported(replayed, planner, tmp_path):
+    _, full_hd = replayed
+    assert full_hd.forced_aspects == {}
+    square = tmp_path / "square"
+    make_drive(square, DriveConfig(duration_s=0.3, image_width=240, image_height=240, lidar_azimuth_steps=500,
+                                   lidar_beams=32))
+    summary = replay_bag(square, tmp_path / "out", planner, PipelineConfig(), progress=False)
+    assert len(summary.planned) == 3
+    assert sorted(summary.forced_aspects) == ["camera_front", "camera_left", "camera_right"]
+    assert "240x240 image has aspect ratio 1.000" in summary.forced_aspects["camera_front"]
+    assert "camera_front aspect ratio forced: 240x240 image" in summary.format()

@@ -105,9 +105,9 @@ def test_resume_refuses_other_settings_and_a_finished_run(tiny, tmp_path, capsys
     train(tiny[0], tmp_path, options(tiny, steps=1))
     with pytest.raises(ValueError, match="lr 0.001 -> 0.01"):
         train(tiny[0], tmp_path, options(tiny, steps=1, lr=1e-2), resume=True)
-    assert cli.main(["train", str(tiny[0]), "--out", str(tmp_path), "--resume"]) == 2
-    assert "already holds all 1 steps" in capsys.readouterr().out
-    assert cli.main(["train", str(tiny[0]), "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert cli.main(["train", str(tiny[0]), "--out", str(tmp_path), "--resume"]) == 1
+    assert "already holds all 1 steps" in capsys.readouterr().err
+    assert cli.main(["train", str(tiny[0]), "--out", str(tmp_path / "none"), "--resume"]) == 1
 
 
 def test_checkpoint_alone_rebuilds_a_planner_that_plans_from_raw_sensors(tiny, tmp_path):
@@ -174,7 +174,7 @@ def test_cli_writes_metrics_loss_curve_and_a_summary(tiny, tmp_path, capsys):
     image = cv2.imread(str(run / "loss.png"))
     assert image is not None and image.shape[2] == 3
     assert {p.name for p in run.glob("*.pt")} == {"last.pt", "train_state.pt", "step_000001.pt", "step_000002.pt"}
-    assert cli.main(["train", str(tiny[0]), "--out", str(run), "--steps", "0"]) == 2
+    assert cli.main(["train", str(tiny[0]), "--out", str(run), "--steps", "0"]) == 1
 
 
 @pytest.fixture(scope="module")

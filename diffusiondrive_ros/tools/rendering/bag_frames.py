@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import bisect
-import contextlib
 import heapq
 import os
 from collections import deque
@@ -12,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 from rclpy.serialization import deserialize_message
-from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from diffusiondrive_ros.geometry import transform_points, yaw_of_quaternion
 from diffusiondrive_ros.ros import conversions
 from diffusiondrive_ros.tools import topics
-from diffusiondrive_ros.tools.bag_io import StaticTransforms, message_class
+from diffusiondrive_ros.tools.bag_io import Bag, StaticTransforms, message_class, open_bag
 from diffusiondrive_ros.training.ground_truth import OdometryTrack
 
 from .frame import NS_PER_S, RenderFrame
@@ -26,7 +24,7 @@ from .geometry import PinholeCamera
 from .markers import plan_from_markers
 
 BagPath = str | os.PathLike
-"""A rosbag2 directory (with metadata.yaml)."""
+"""A rosbag2 folder, or a lone .mcap/.db3 file (see `bag_io.open_bag`)."""
 
 _IMAGE_TOLERANCE_NS = 50_000_000  # nearest image within this of the plan stamp
 _MAX_WAIT_NS = 2 * NS_PER_S  # stop waiting for a plan's sensors once sensor stamps are this far past it
@@ -59,24 +57,16 @@ class _Plan:
     scores: np.ndarray
 
 
-def _open(bag_dirs: Sequence[Path], stack: contextlib.ExitStack) -> list[Reader]:
-    """Open every bag (checked to be rosbag2 directories) for the lifetime of `stack`."""
-    readers = []
-    for bag in bag_dirs:
-        if not (bag / "metadata.yaml").is_file():
-            raise FileNotFoundError(f"{bag} is not a rosbag2 directory (no metadata.yaml)")
-        readers.append(stack.enter_context(Reader(bag)))
-    return readers
+def _open(bag_dirs: Sequence[Path]) -> list[Bag]:
+    """Open every bag (BagReadError for a path that is not one; a recording cut short is read up to the break)."""
+    return [open_bag(bag) for bag in bag_dirs]
 
 
-def _messages(readers: Sequence[Reader], topics: Iterable[str]) -> Iterator[tuple[str, str, int, bytes]]:
+def _messages(bags: Sequence[Bag], topics: Iterable[str]) -> Iterator[tuple[str, str, int, bytes]]:
     """(topic, msgtype, log time, raw) of the topics in all bags, merged by log time."""
     wanted = set(topics)
-    streams = []
-    for reader in readers:
-        connections = [c for c in reader.connections if c.topic in wanted]
-        if connections:
-            streams.append(((c.topic, c.msgtype, t, raw) for c, t, raw in reader.messages(connections)))
+    streams = [((m.topic, m.msgtype, m.timestamp_ns, m.raw) for m in bag.messages(wanted))
+               for bag in bags if wanted & set(bag.topics)]
     return heapq.merge(*streams, key=lambda item: item[2])
 
 
@@ -90,11 +80,11 @@ class _BagIndex:
     camera_info: CameraInfo | None = None
 
 
-def _index(readers: Sequence[Reader], topics: RenderTopics) -> _BagIndex:
+def _index(bags: Sequence[Bag], topics: RenderTopics) -> _BagIndex:
     """First pass over the small topics."""
     index = _BagIndex()
     small = (topics.candidates, topics.odometry, topics.tf_static, topics.front_camera_info)
-    for topic, msgtype, _, raw in _messages(readers, small):
+    for topic, msgtype, _, raw in _messages(bags, small):
         if topic == topics.tf_static:
             index.transforms.add_raw(raw)
             continue
@@ -244,21 +234,20 @@ def frames_from_bag(bag_dir: BagPath | Sequence[BagPath], topics: RenderTopics =
     info), then the LiDAR clouds (same stamp as the plan) and front images (nearest within 50 ms),
     decoding only those that belong to a plan. Several bags are merged by log time.
     """
-    bags = _bag_paths(bag_dir)
-    with contextlib.ExitStack() as stack:
-        readers = _open(bags, stack)
-        index = _index(readers, topics)
-        if not index.plans:
-            names = ", ".join(str(bag) for bag in bags)
-            raise ValueError(f"no {topics.candidates} MarkerArray with modes in {names}")
-        present = {c.topic for reader in readers for c in reader.connections}
-        matcher = _Matcher(index.plans, topics.lidar in present, topics.front_image in present)
-        builder = _FrameBuilder(index)
-        for topic, msgtype, _, raw in _messages(readers, (topics.lidar, topics.front_image)):
-            msg = _deserialize(raw, msgtype)
-            if topic == topics.lidar:
-                matcher.add_cloud(msg)
-            else:
-                matcher.add_image(msg)
-            yield from map(builder.build, matcher.ready())
-        yield from map(builder.build, matcher.ready(flush=True))
+    paths = _bag_paths(bag_dir)
+    bags = _open(paths)
+    index = _index(bags, topics)
+    if not index.plans:
+        names = ", ".join(str(path) for path in paths)
+        raise ValueError(f"no {topics.candidates} MarkerArray with modes in {names}")
+    present = {topic for bag in bags for topic in bag.topics}
+    matcher = _Matcher(index.plans, topics.lidar in present, topics.front_image in present)
+    builder = _FrameBuilder(index)
+    for topic, msgtype, _, raw in _messages(bags, (topics.lidar, topics.front_image)):
+        msg = _deserialize(raw, msgtype)
+        if topic == topics.lidar:
+            matcher.add_cloud(msg)
+        else:
+            matcher.add_image(msg)
+        yield from map(builder.build, matcher.ready())
+    yield from map(builder.build, matcher.ready(flush=True))
