@@ -193,6 +193,14 @@ class DiffusionDriveNode(Node):
         while not self.pipeline.sync.is_complete(stamp) and time.monotonic() < deadline:
             time.sleep(0.002)
         try:
+            # Checked again: if the clock jumped back while this cloud waited, it belongs to the old timeline and
+            # must not set the cloud order of the new one.
+            check_stamp_not_future("pointcloud", stamp, self._checked_now_ns(), self.future_stamp_tolerance_s)
+        except FrameSkipped as skip:
+            self.pipeline.stats.count_skipped(skip)
+            self._warn_skip(skip)
+            return None
+        try:
             return self.pipeline.assemble(cloud), received
         except FrameSkipped as skip:
             self._warn_skip(skip)

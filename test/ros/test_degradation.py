@@ -206,7 +206,7 @@ def test_node_plans_1_hz_odometry_without_imu_and_starts_again_after_the_clock_j
     from test_node import REMAPS, frame_index, listener, node_params, statuses
 
     ears = listener()
-    node = start_node(tmp_path, node_params(use_sim_time=True), REMAPS)
+    node = start_node(tmp_path, node_params(use_sim_time=True, sync_wait_s=0.05), REMAPS)
     sensors = start_publisher(tmp_path, "--duration", "90", "--rate", str(LIDAR_HZ), "--odom-rate", str(ODOMETRY_HZ),
                               "--clock", "--loop-frames", "16", "--wait-for-subscribers")
 
