@@ -20,7 +20,7 @@ from .message_size import payload_bytes
 
 CAMERA_NAMES = ("camera_left", "camera_front", "camera_right")
 ACCELERATION_SOURCES = ("auto", "imu", "odometry")
-CLOCK_JUMP_TOLERANCE_S = 0.1
+CLOCK_JUMP_TOLERANCE_S = 1.0
 """A clock reading this far (or more) behind the newest one is a backward jump (a looped bag with /clock)."""
 _NS = 1e9
 
