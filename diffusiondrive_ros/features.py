@@ -286,23 +286,33 @@ def build_features(
     }
 
 
+def _float_buffer(shape: tuple[int, ...], pinned: bool) -> np.ndarray:
+    """An uninitialised float32 array, in page-locked memory (allocated by torch, which needs CUDA) if `pinned`."""
+    if not pinned:
+        return np.empty(shape, np.float32)
+    import torch  # only for pinned buffers: the feature code stays usable without torch
+
+    return torch.empty(shape, dtype=torch.float32, pin_memory=True).numpy()
+
+
 class FeatureBuilder:
     """`build_features` writing into buffers kept from frame to frame, for a planner's per-frame loop.
 
     The returned arrays are views of the buffers and are overwritten by the next `build`: copy them to keep them.
     The camera feature is stored height x width x channel, so its (3, H, W) view is already channels-last for
-    the network. Outputs equal `build_features`'.
+    the network. Outputs equal `build_features`'. `pinned`: the two feature buffers live in page-locked memory
+    (needs CUDA), so that their copy to the GPU can run asynchronously.
     """
 
     def __init__(self, camera_config: CameraRigConfig = CameraRigConfig(),
-                 lidar_config: LidarBevConfig = LidarBevConfig()):
+                 lidar_config: LidarBevConfig = LidarBevConfig(), pinned: bool = False):
         self.camera_config, self.lidar_config = camera_config, lidar_config
         out_h, out_w = camera_config.output_height, camera_config.output_width
         self._stitched = np.empty((0, 0, 3), np.uint8)  # grows to the rig's stitched size on the first frame
         self._resized = np.empty((out_h, out_w, 3), np.uint8)
-        self._camera = np.empty((out_h, out_w, 3), np.float32)
         nx, ny = lidar_config.x_edges.size - 1, lidar_config.y_edges.size - 1
-        self._lidar = np.empty((1, nx, ny), np.float32)
+        self._camera = _float_buffer((out_h, out_w, 3), pinned)
+        self._lidar = _float_buffer((1, nx, ny), pinned)
 
     def camera(self, left: np.ndarray, front: np.ndarray, right: np.ndarray) -> np.ndarray:
         """`camera_feature` of the three images as a (3, H, W) view of a reused H x W x 3 buffer."""

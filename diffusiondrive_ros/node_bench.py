@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
 from . import node_bench_sensors as sensors
 from .node_bench_report import MIB, format_summary, match_paths, summarize, summary_dict
+from .ros.params import write_params_file
+from .tools.processes import interrupt
 
 SOAK_RATE_HZ = 20.0
 NODE_RATE_HZ = 10.0
@@ -217,27 +217,13 @@ class PathListener:
         self.thread.join(5)
 
 
-def stop(process: subprocess.Popen, timeout: float = 20.0) -> int:
-    """SIGINT like Ctrl-C, then the exit code; killed after `timeout`."""
-    if process.poll() is None:
-        process.send_signal(2)
-        try:
-            return process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
-    return process.returncode
-
-
 class Run:
     """The three processes of one benchmark run and what this process samples while they run."""
 
     def __init__(self, config: NodeBenchConfig, workdir: Path):
         self.config, self.workdir = config, workdir
         self.prefix = f"/diffusiondrive_bench_{os.getpid()}"
-        self.params_file = workdir / "params.yaml"
-        self.params_file.write_text(yaml.safe_dump({"diffusiondrive_planner": {"ros__parameters":
-                                                                               node_parameters(config)}}))
+        self.params_file = write_params_file(workdir / "params.yaml", node_parameters(config))
         self.record = workdir / "clouds.txt"
         self.rss: list[tuple[int, int]] = []
         self.load: list[tuple[int, float]] = []  # 1-minute load average of the machine, sampled with the RSS
@@ -296,8 +282,8 @@ class Run:
             peak = max([rss_bytes(node.pid, "VmHWM") or 0, *(b for _, b in self.rss)])
             return node, {"load_average": [load_start, os.getloadavg()[0]], "node_peak_rss_mib": peak / MIB}
         except BaseException:  # a failed or interrupted run (Ctrl-C included) must not leave its processes behind
-            stop(publisher)
-            stop(node)
+            interrupt(publisher)
+            interrupt(node)
             raise
 
     def _check_alive(self, node: subprocess.Popen) -> None:
@@ -389,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             node, extra = bench.execute(listener)
             paths, counters, model_p50_ms = listener.snapshot()
-            code = stop(node)
+            code = interrupt(node)
         except RuntimeError as error:  # a process that died or never started streaming: say which and why
             print(f"bench: {error}", file=sys.stderr)
             return 1

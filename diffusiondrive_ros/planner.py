@@ -7,8 +7,8 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,50 @@ class PlanResult:
     def best(self) -> np.ndarray:
         """The best mode's poses (P, 3)."""
         return self.modes[self.best_index]
+
+
+@dataclass
+class ModelInputs:
+    """One frame's model-ready features, unbatched: views of feature buffers lent by the planner until `release()`.
+
+    Building the next frame's inputs while this one is planned (pipelining) needs no copy: each frame in flight has
+    buffers of its own, and released buffers are reused by a later frame.
+    """
+
+    camera_feature: np.ndarray  # (3, H, W)
+    lidar_feature: np.ndarray  # (1, R, R)
+    status_feature: np.ndarray  # (8,)
+    _release: Callable[[], None] | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Hand the buffers back for a later frame (once; later calls do nothing). The arrays must not be used after."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+class _FeatureBuffers:
+    """FeatureBuilders lent one per frame in flight and reused once released, so steady-state planning allocates no
+    feature arrays; a builder never given back is simply not reused."""
+
+    KEEP = 4
+    """Free builders kept: a frame being built, one waiting and one being planned, plus one spare."""
+
+    def __init__(self, make: Callable[[], FeatureBuilder]):
+        self._make = make
+        self._free: list[FeatureBuilder] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> FeatureBuilder:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return self._make()
+
+    def give_back(self, builder: FeatureBuilder) -> None:
+        with self._lock:
+            if len(self._free) < self.KEEP:
+                self._free.append(builder)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -123,11 +167,13 @@ class Planner:
         self.num_parameters = sum(p.numel() for p in model.parameters())
         self.backend, self.threads, self.aux_heads = backend, threads, aux_heads
         self.optimize, self.compile = optimize, compile
-        self._features = FeatureBuilder(self.camera_config, self.lidar_config)
-        self._lock = threading.Lock()  # the feature buffers are reused frame after frame
         self._onnx = None
         # Channels-last measured no faster than NCHW with oneDNN on a 2-core CPU (bench/README.md); cuDNN gains.
         self._channels_last = optimize and self.device.type == "cuda"
+        # Page-locked feature buffers let the host-to-GPU copy run asynchronously (torch backend on CUDA).
+        self._pinned = self.device.type == "cuda" and backend == "torch"
+        self._buffers = _FeatureBuffers(
+            lambda: FeatureBuilder(self.camera_config, self.lidar_config, pinned=self._pinned))
         if backend == "onnxruntime":
             self._onnx = _onnx_plan(model, onnx_path, self.device.type, threads)
         else:
@@ -205,7 +251,9 @@ class Planner:
     def _inputs(self, arrays: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Batched tensors on the device (sharing the arrays' memory where the layout allows), in the model's layout."""
         layout = torch.channels_last if self._channels_last else torch.contiguous_format
-        tensors = [torch.from_numpy(np.asarray(a, dtype=np.float32)).unsqueeze(0).to(self.device) for a in arrays]
+        tensors = [torch.from_numpy(np.asarray(a, dtype=np.float32)).unsqueeze(0).to(self.device,
+                                                                                      non_blocking=self._pinned)
+                   for a in arrays]
         return [t.contiguous(memory_format=layout) if t.dim() == 4 else t for t in tensors]
 
     def _run(self, arrays: Sequence[np.ndarray], generator: torch.Generator | None,
@@ -255,6 +303,31 @@ class Planner:
             **{k: host[k] for k in AUX_OUTPUTS if k in host},
         )
 
+    def build_inputs(
+        self,
+        cameras: Sequence[np.ndarray],
+        points: np.ndarray,
+        velocity: Sequence[float] = (0.0, 0.0),
+        acceleration: Sequence[float] = (0.0, 0.0),
+        command: int = 3,
+    ) -> ModelInputs:
+        """The model inputs of one frame (arguments as `plan`) in buffers of its own, to plan with `plan_inputs`
+        and then `release()`; safe to call from one thread while another plans an earlier frame."""
+        builder = self._buffers.take()
+        try:
+            features = builder.build(cameras, points, velocity, acceleration, command)
+        except BaseException:
+            self._buffers.give_back(builder)
+            raise
+        return ModelInputs(features["camera_feature"], features["lidar_feature"], features["status_feature"],
+                           lambda: self._buffers.give_back(builder))
+
+    def plan_inputs(self, inputs: ModelInputs, generator: torch.Generator | None = None,
+                    noise: torch.Tensor | None = None) -> PlanResult:
+        """`plan_features` on inputs from `build_inputs` (which stay lent until released)."""
+        return self.plan_features(inputs.camera_feature, inputs.lidar_feature, inputs.status_feature,
+                                  generator=generator, noise=noise)
+
     def plan(
         self,
         cameras: Sequence[np.ndarray],
@@ -266,12 +339,11 @@ class Planner:
         noise: torch.Tensor | None = None,
     ) -> PlanResult:
         """cameras: [left, front, right] uint8 RGB (H, W, 3), any size; points (N, >=3) ego frame; command 0..3."""
-        with self._lock:
-            features = self._features.build(cameras, points, velocity, acceleration, command)
-            return self.plan_features(
-                features["camera_feature"], features["lidar_feature"], features["status_feature"],
-                generator=generator, noise=noise,
-            )
+        inputs = self.build_inputs(cameras, points, velocity, acceleration, command)
+        try:
+            return self.plan_inputs(inputs, generator=generator, noise=noise)
+        finally:
+            inputs.release()
 
 
 def _onnx_plan(model: DiffusionDrive, path: str | Path | None, device_type: str, threads: int | None):

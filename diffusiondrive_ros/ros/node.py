@@ -22,10 +22,10 @@ from visualization_msgs.msg import MarkerArray
 from .command_input import CommandInput
 from .conversions import ConversionError, stamp_to_ns, transform_to_matrix
 from .diagnostics import InputMonitor, PlanningHealth, diagnostic_array, input_statuses, planner_inputs
-from .frame_sync import CAMERA_NAMES, ClockWatch, FrameInputs, FrameSkipped, check_stamp_not_future
+from .frame_sync import CAMERA_NAMES, ClockWatch, FrameSkipped, check_stamp_not_future
 from .node_parameters import LiveParameters, declare_node_parameters
 from .params import NODE_NAME, pipeline_config, planner_from_parameters
-from .pipeline import FramePipeline, PlanRejected
+from .pipeline import FramePipeline, PlanRejected, PreparedFrame
 from .worker import SyncThenPlanWorker
 
 THROTTLE_S = 5.0
@@ -87,9 +87,9 @@ class DiffusionDriveNode(Node):
 
         self.clock_watch = ClockWatch()
         self.future_stamp_tolerance_s = p["future_stamp_tolerance_s"]
-        self.worker = SyncThenPlanWorker(self._synchronise, self._plan,
+        self.worker = SyncThenPlanWorker(self._prepare, self._plan,
                                          lambda error: self._warn("worker", f"planning thread error: {error!r}"),
-                                         self.pipeline.stats.count_dropped)
+                                         self._drop)
         self.diagnostics_timer = self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         self.live_parameters = LiveParameters(self, p, pipeline_config, self._apply_live_parameters)
 
@@ -179,15 +179,22 @@ class DiffusionDriveNode(Node):
     def _on_cloud(self, msg: PointCloud2) -> None:
         received = time.monotonic()
         self.clouds_received += 1
-        if self._admit("pointcloud", msg) and self.worker.submit((msg, received)):
-            self.pipeline.stats.count_dropped()
+        if self._admit("pointcloud", msg):
+            self.worker.submit((msg, received))
+
+    def _drop(self, item) -> None:
+        """A frame replaced by a newer one before it was planned: counted, its feature buffers handed back."""
+        self.pipeline.stats.count_dropped()
+        if isinstance(item[0], PreparedFrame):
+            item[0].release()
 
     def _warn_skip(self, skip: FrameSkipped) -> None:
         self._warn(re.sub(r"[-+.0-9]+", "#", str(skip)), f"frame skipped: {skip}")  # per kind of problem
 
-    def _synchronise(self, item: tuple[PointCloud2, float]) -> tuple[FrameInputs, float] | None:
+    def _prepare(self, item: tuple[PointCloud2, float]) -> tuple[PreparedFrame, float] | None:
         """Sync thread: give the cloud's camera/odometry messages, possibly still in flight, up to sync_wait_s to
-        arrive, then pair them with it; None when the frame is skipped."""
+        arrive, pair them with it, decode them and build the model inputs (while the planning thread runs the model
+        on the frame before); None when the frame is skipped."""
         cloud, received = item
         stamp, deadline = stamp_to_ns(cloud.header.stamp), time.monotonic() + self.pipeline.config.sync.sync_wait_s
         while not self.pipeline.sync.is_complete(stamp) and time.monotonic() < deadline:
@@ -201,25 +208,29 @@ class DiffusionDriveNode(Node):
             self._warn_skip(skip)
             return None
         try:
-            return self.pipeline.assemble(cloud), received
+            return self.pipeline.prepare(self.pipeline.assemble(cloud)), received
         except FrameSkipped as skip:
             self._warn_skip(skip)
-            return None
+        except Exception as error:  # a decoding or feature failure must not kill the node; reported as ERROR
+            self._count_failure(error)
+        return None
 
-    def _plan(self, item: tuple[FrameInputs, float]) -> None:
-        """Planning thread: plan, publish, and time the frame end to end (from cloud receipt and cloud stamp)."""
-        inputs, received = item
+    def _count_failure(self, error: Exception) -> None:
+        self.pipeline.stats.count_error(f"{type(error).__name__}: {error}")
+        self._warn("planner_error", f"planning failed: {type(error).__name__}: {error}")
+
+    def _plan(self, item: tuple[PreparedFrame, float]) -> None:
+        """Planning thread: run the model, publish, and time the frame end to end (from cloud receipt and cloud
+        stamp)."""
+        prepared, received = item
+        inputs = prepared.inputs
         try:
-            planned = self.pipeline.plan(inputs)
-        except FrameSkipped as skip:
-            self._warn_skip(skip)
-            return
+            planned = self.pipeline.infer(prepared)
         except PlanRejected as rejected:  # counted once as failed by the pipeline; never published
             self._warn(f"rejected_{rejected.reason}", f"model output not published: {rejected}")
             return
         except Exception as error:  # a planner failure must not kill the node; it is reported as ERROR
-            self.pipeline.stats.count_error(f"{type(error).__name__}: {error}")
-            self._warn("planner_error", f"planning failed: {type(error).__name__}: {error}")
+            self._count_failure(error)
             return
         for name, note in planned.forced_aspects.items():
             if self._aspect_notes.get(name) != note:  # once per camera and image size

@@ -193,6 +193,13 @@ def planner_from_parameters(p: dict) -> Planner:
                                    onnx_path=p["onnx_path"] or None)
 
 
+def write_params_file(path: str | Path, params: dict[str, Any]) -> Path:
+    """A ROS params file giving the node `params` (the form `load_params_file` and `--params-file` read)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
+    return path
+
+
 def load_params_file(path: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults, then the node's section of a ROS params file (nested keys flattened with '.'), then overrides;
     checked like the node checks them (ParameterError, a ValueError, names the parameter).

@@ -17,7 +17,7 @@ from nav_msgs.msg import Path
 from visualization_msgs.msg import MarkerArray
 
 from ..geometry import Extrinsic, transform_points
-from ..planner import Planner, PlanResult, frame_generator
+from ..planner import ModelInputs, Planner, PlanResult, frame_generator
 from .conversions import ConversionError, compressed_to_rgb, image_to_rgb, pointcloud2_to_points
 from .frame_sync import CAMERA_NAMES, Fallback, FrameInputs, FrameSkipped, InputSynchronizer, SyncConfig
 from .markers import modes_to_markers, trajectory_to_path
@@ -80,6 +80,21 @@ def check_plan(result: PlanResult, max_distance_m: float) -> None:
     if farthest > max_distance_m:
         raise PlanRejected("unreachable_output", f"a pose {farthest:.1f} m from the ego exceeds max_plan_distance_m "
                                                  f"{max_distance_m}")
+
+
+@dataclass
+class PreparedFrame:
+    """A frame decoded and turned into model inputs, waiting for the model; `release()` if it is never planned."""
+
+    inputs: FrameInputs
+    model_inputs: ModelInputs
+    stage_times_s: dict[str, float]
+    """decode and features seconds of this frame."""
+    forced_aspects: dict[str, str]
+
+    def release(self) -> None:
+        """Hand the feature buffers back to the planner (a frame dropped while it waited)."""
+        self.model_inputs.release()
 
 
 @dataclass
@@ -242,35 +257,49 @@ class FramePipeline:
             raise PlanRejected("bad_output", str(error)) from error
         return path, markers
 
-    def plan(self, inputs: FrameInputs) -> PlannedFrame:
-        """Decode, plan and check one frame. Raises FrameSkipped for bad inputs and PlanRejected for output that
-        must not be published; either is counted once in the stats, as is a planned frame."""
+    def prepare(self, inputs: FrameInputs) -> PreparedFrame:
+        """Decode a frame and build its model inputs (the first half of `plan`; it can run on another thread while
+        the model plans an earlier frame). Raises FrameSkipped for bad inputs, counted once in the stats."""
         start = time.perf_counter()
         cameras, points = self.decode(inputs)
         decoded = time.perf_counter()
         try:
-            result = self.planner.plan(
-                cameras, points, inputs.velocity, inputs.acceleration, inputs.command,
-                generator=frame_generator(self.config.seed, inputs.stamp_ns),
-            )
+            model_inputs = self.planner.build_inputs(cameras, points, inputs.velocity, inputs.acceleration,
+                                                     inputs.command)
         except ValueError as error:  # feature builders reject e.g. images too small for the crop
             skip = FrameSkipped("bad_input", str(error))
             self.stats.count_skipped(skip)
             raise skip from error
-        planned = time.perf_counter()
+        times = {"decode": decoded - start, "features": time.perf_counter() - decoded}
+        return PreparedFrame(inputs, model_inputs, times, self._forced_aspects(cameras))
+
+    def infer(self, prepared: PreparedFrame) -> PlannedFrame:
+        """Plan a prepared frame and check the output (the second half of `plan`); its feature buffers are released.
+        Raises PlanRejected for output that must not be published, counted once in the stats, as is a planned frame.
+        """
+        inputs = prepared.inputs
+        try:
+            result = self.planner.plan_inputs(prepared.model_inputs,
+                                              generator=frame_generator(self.config.seed, inputs.stamp_ns))
+        finally:
+            prepared.release()
         try:
             check_plan(result, self.config.max_plan_distance_m)
             path, markers = self._outputs(inputs, result)
         except PlanRejected as rejected:
             self.stats.count_error(f"output rejected: {rejected}", rejected.reason)
             raise
-        times = {"decode": decoded - start, "features": max(planned - decoded - result.latency_s, 0.0),
-                 "model": result.latency_s}
-        forced = self._forced_aspects(cameras)
+        times = {**prepared.stage_times_s, "model": result.latency_s}
         self.stats.record_latencies(**times)
-        self.stats.count_planned(inputs.fallbacks, inputs.acceleration_source, forced)
+        self.stats.count_planned(inputs.fallbacks, inputs.acceleration_source, prepared.forced_aspects)
         return PlannedFrame(inputs=inputs, result=result, path=path, markers=markers, stage_times_s=times,
-                            forced_aspects=forced)
+                            forced_aspects=prepared.forced_aspects)
+
+    def plan(self, inputs: FrameInputs) -> PlannedFrame:
+        """Decode, plan and check one frame: `infer(prepare(inputs))`. Raises FrameSkipped for bad inputs and
+        PlanRejected for output that must not be published; either is counted once in the stats, as is a planned
+        frame."""
+        return self.infer(self.prepare(inputs))
 
     def _forced_aspects(self, cameras: tuple[np.ndarray, ...]) -> dict[str, str]:
         """Camera -> note, for each camera whose aspect ratio differs from the rig's (stretched, so said, not

@@ -22,11 +22,10 @@ class LatestFrameWorker:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, item: Any) -> bool:
-        """Queue `item`; returns True when it replaced an older frame that was never planned."""
+    def submit(self, item: Any) -> Any | None:
+        """Queue `item`; returns the older item it replaced (never handled), or None."""
         with self._condition:
-            replaced = self._pending is not None
-            self._pending = item
+            replaced, self._pending = self._pending, item
             self._condition.notify()
         return replaced
 
@@ -51,15 +50,18 @@ class LatestFrameWorker:
 
 
 class SyncThenPlanWorker:
-    """Two LatestFrameWorkers in a row: `prepare` (fast: wait for and pair a cloud's inputs) then `plan` (slow).
+    """A pipeline of two LatestFrameWorkers: `prepare` (pair a cloud with its inputs, decode, build features) then
+    `plan` (the model).
 
-    Pairing runs as soon as a cloud arrives, even while the planner is busy, so the frame's messages are taken from
-    the buffers before their time window or byte budget drops them; only the newest prepared frame waits for the
-    planner. `on_drop` is called for each frame replaced while it waited at either stage.
+    Preparing runs as soon as a cloud arrives, while the planner is busy with an earlier frame: the frame's messages
+    are taken from the buffers before their time window or byte budget drops them, and its decoding and features
+    overlap the model's work on the frame before. Only the newest prepared frame waits for the planner.
+    `on_drop(item)` is called for each item replaced while it waited at either stage (a cloud, or a prepared frame
+    whose resources it may release).
     """
 
     def __init__(self, prepare: Callable[[Any], Any | None], plan: Callable[[Any], None],
-                 on_error: Callable[[BaseException], None], on_drop: Callable[[], None],
+                 on_error: Callable[[BaseException], None], on_drop: Callable[[Any], None],
                  name: str = "diffusiondrive"):
         self._prepare = prepare
         self._on_drop = on_drop
@@ -68,12 +70,16 @@ class SyncThenPlanWorker:
 
     def _prepare_and_pass(self, item: Any) -> None:
         prepared = self._prepare(item)
-        if prepared is not None and self._planner.submit(prepared):
-            self._on_drop()
+        if prepared is not None:
+            replaced = self._planner.submit(prepared)
+            if replaced is not None:
+                self._on_drop(replaced)
 
-    def submit(self, item: Any) -> bool:
-        """Queue a new cloud; returns True when it replaced one still waiting to be paired."""
-        return self._sync.submit(item)
+    def submit(self, item: Any) -> None:
+        """Queue a new cloud; one still waiting to be prepared is replaced and passed to `on_drop`."""
+        replaced = self._sync.submit(item)
+        if replaced is not None:
+            self._on_drop(replaced)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._sync.stop(timeout)

@@ -36,8 +36,11 @@ class OutputOverride:
     def __init__(self, planner, change):
         self.planner, self.change = planner, change
 
-    def plan(self, *args, **kwargs):
-        return self.change(self.planner.plan(*args, **kwargs))
+    def __getattr__(self, name):
+        return getattr(self.planner, name)
+
+    def plan_inputs(self, *args, **kwargs):
+        return self.change(self.planner.plan_inputs(*args, **kwargs))
 
 
 def config(**overrides) -> PipelineConfig:
@@ -202,8 +205,10 @@ def test_node_plans_1_hz_odometry_without_imu_and_starts_again_after_the_clock_j
     bag loops (/clock and every stamp jump back 8 s) and the node plans the new pass too, logging each jump once;
     /diagnostics carry the stage and end-to-end latencies.
     """
-    from ros_graph import start_node, start_publisher, stop
+    from ros_graph import start_node, start_publisher
     from test_node import REMAPS, frame_index, listener, node_params, statuses
+
+    from diffusiondrive_ros.tools.processes import interrupt
 
     ears = listener()
     node = start_node(tmp_path, node_params(use_sim_time=True, sync_wait_s=0.05), REMAPS)
@@ -220,8 +225,8 @@ def test_node_plans_1_hz_odometry_without_imu_and_starts_again_after_the_clock_j
         ears.wait_for(lambda: len(ears.get("diagnostics")) > seen, 10, "diagnostics after that plan", node, sensors)
         planning = {kv.key: kv.value for kv in statuses(ears.get("diagnostics")[-1])["planning"].values}
     finally:
-        stop(sensors)
-        code = stop(node)
+        interrupt(sensors)
+        code = interrupt(node)
         ears.close()
     log = (tmp_path / "node.log").read_text()
     assert code == 0, log[-3000:]

@@ -27,7 +27,7 @@ from std_msgs.msg import Header, UInt8
 from test_encodings import OPENCV_16BIT, OPENCV_BAYER, OPENCV_YUV
 
 from diffusiondrive_ros.features import CameraRigConfig, LidarBevConfig, build_features
-from diffusiondrive_ros.planner import PlanResult
+from diffusiondrive_ros.planner import ModelInputs, PlanResult
 from diffusiondrive_ros.ros.conversions import ConversionError, ns_to_stamp, rgb_to_image, xyz_to_pointcloud2
 from diffusiondrive_ros.ros.frame_sync import CAMERA_NAMES, FrameSkipped, SyncConfig
 from diffusiondrive_ros.ros.pipeline import FramePipeline, PipelineConfig
@@ -60,17 +60,20 @@ class Planned(NamedTuple):
 
 
 class RecordingPlanner:
-    """Stands in for the network only: builds the real model inputs (as Planner.plan does first) and records
-    what it was asked to plan; returns a fixed, valid result."""
+    """Stands in for the network only: builds the real model inputs (as Planner.build_inputs does) and records
+    what it was asked to plan; plans a fixed, valid result."""
 
     camera_config = RIG
 
     def __init__(self) -> None:
         self.calls: list[Planned] = []
 
-    def plan(self, cameras, points, velocity, acceleration, command, generator=None) -> PlanResult:
-        build_features(cameras, points, velocity, acceleration, command, RIG, GRID)
+    def build_inputs(self, cameras, points, velocity, acceleration, command) -> ModelInputs:
+        features = build_features(cameras, points, velocity, acceleration, command, RIG, GRID)
         self.calls.append(Planned(tuple(cameras), points, tuple(velocity), tuple(acceleration), command))
+        return ModelInputs(**features)
+
+    def plan_inputs(self, inputs: ModelInputs, generator=None) -> PlanResult:
         return PlanResult(modes=np.zeros((1, 8, 3), np.float32), scores=np.zeros(1, np.float32), best_index=0,
                           agent_states=np.zeros((0, 5), np.float32), agent_labels=np.zeros(0, np.float32),
                           bev_semantic_map=np.zeros((1, 1, 1), np.float32),

@@ -7,8 +7,10 @@ import sensor_publisher as pub
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Path
 from rclpy.qos import QoSProfile
-from ros_graph import Listener, live_t0, start_node, start_publisher, stop
+from ros_graph import Listener, live_t0, start_node, start_publisher
 from visualization_msgs.msg import Marker, MarkerArray
+
+from diffusiondrive_ros.tools.processes import interrupt
 
 # Processes that need the CPUs for their timing share one xdist worker (setup.cfg: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("cpu_bound_processes")
@@ -136,8 +138,8 @@ def test_node_plans_every_frame_like_the_planner_and_reports_a_stopped_camera(tm
         late = [i for i in (frame_index(p.header.stamp, t0) for p in ears.get("path")) if i >= stop_frame]
         assert late == [], f"planned frames {late} after the front camera stopped at frame {stop_frame}"
     finally:
-        stop(sensors)
-        code = stop(node)
+        interrupt(sensors)
+        code = interrupt(node)
         ears.close()
     assert code == 0, (tmp_path / "node.log").read_text()[-3000:]
 
@@ -155,7 +157,7 @@ def test_node_follows_sim_time(tmp_path):
         ages = {kv.key: kv.value for kv in statuses(diag)["input pointcloud"].values}
         assert float(ages["age_s"]) < 1.0, ages
     finally:
-        stop(sensors)
-        code = stop(node)
+        interrupt(sensors)
+        code = interrupt(node)
         ears.close()
     assert code == 0, (tmp_path / "node.log").read_text()[-3000:]

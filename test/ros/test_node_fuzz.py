@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
-from ros_graph import HERE, ros_env, start_node, stop
+from ros_graph import HERE, ros_env, start_node
 from test_node import REMAPS, listener, node_params, statuses
+
+from diffusiondrive_ros.tools.processes import interrupt
 
 # Processes that need the CPUs for their timing share one xdist worker (setup.cfg: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("cpu_bound_processes")
@@ -58,8 +60,8 @@ def test_node_survives_a_burst_of_malformed_messages_then_plans(tmp_path):
         ears.wait_for(lambda: len(ears.get("diagnostics")) > seen, 10, "diagnostics after that plan", node, burst)
         assert node.poll() is None
     finally:
-        stop(burst)
-        code = stop(node)
+        interrupt(burst)
+        code = interrupt(node)
         ears.close()
     log = (tmp_path / "node.log").read_text()
     assert code == 0, log[-3000:]

@@ -12,8 +12,10 @@ import pytest
 import sensor_publisher as pub
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Path as PathMsg
-from ros_graph import live_t0, start_node, start_publisher, stop
+from ros_graph import live_t0, start_node, start_publisher
 from test_node import REMAPS, SEED, frame_index, listener, node_params, statuses
+
+from diffusiondrive_ros.tools.processes import interrupt
 
 # Processes that need the CPUs for their timing share one xdist worker (setup.cfg: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("cpu_bound_processes")
@@ -94,8 +96,8 @@ def run_node(tmp_path: Path, params: dict, publisher_args: Iterable[str], plan_a
         assert node.poll() is None
         paths, diagnostics = planned(), ears.get("diagnostics")
     finally:
-        stop(sensors)
-        code = stop(node)
+        interrupt(sensors)
+        code = interrupt(node)
         ears.close()
     log = (tmp_path / "node.log").read_text()
     assert code == 0, log[-3000:]

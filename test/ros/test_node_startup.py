@@ -13,9 +13,10 @@ import yaml
 from node_in_process import ClientSide
 from rcl_interfaces.msg import ParameterType
 from rclpy.parameter import Parameter
-from ros_graph import ros_env, stop
+from ros_graph import ros_env
 
 from diffusiondrive_ros.ros.params import NODE_NAME
+from diffusiondrive_ros.tools.processes import interrupt
 
 pytestmark = pytest.mark.xdist_group("cpu_bound_processes")
 
@@ -67,7 +68,7 @@ def failed_starts(tmp_path_factory):
             outcomes[name] = (process.returncode, out + err)
     finally:
         for process in processes.values():
-            stop(process)  # one that did not end (it should have) stops here, not with the test session
+            interrupt(process)  # one that did not end (it should have) stops here, not with the test session
     return outcomes, {"garbage": garbage, "pickled": pickled, "missing": tmp / "missing.pt", "ran": ran}
 
 
@@ -136,7 +137,7 @@ def test_a_good_start_coerces_integers_and_serves_live_changes(tmp_path):
                                                      (ParameterType.PARAMETER_DOUBLE, 0.1)]
     finally:
         side.close()
-        code = stop(node)
+        code = interrupt(node)
     output = (tmp_path / "node.log").read_text()
     assert code == 0, output
     assert "Traceback" not in output, output

@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 from node_in_process import ClientSide, SpinningNode
 from rclpy.parameter import Parameter
-from ros_graph import write_params
 
-from diffusiondrive_ros.ros.params import NODE_NAME, PARAMETERS, ParameterError, check_parameter, load_params_file
+from diffusiondrive_ros.ros.params import (
+    NODE_NAME,
+    PARAMETERS,
+    ParameterError,
+    check_parameter,
+    load_params_file,
+    write_params_file,
+)
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "config" / "diffusiondrive.yaml"
 LIVE = {"sync_tolerance_s", "sync_wait_s", "acceleration_window_s", "path_prefix_current_pose", "diagnostics_period_s",
@@ -60,10 +66,10 @@ def test_every_default_is_allowed():
 
 
 def test_a_params_file_is_checked_like_the_node_checks_it(tmp_path):
-    values = load_params_file(write_params(tmp_path / "ok.yaml", {"lidar_extrinsic": {"z": 2}, "seed": 4}))
+    values = load_params_file(write_params_file(tmp_path / "ok.yaml", {"lidar_extrinsic": {"z": 2}, "seed": 4}))
     assert values["lidar_extrinsic.z"] == 2.0 and type(values["lidar_extrinsic.z"]) is float and values["seed"] == 4
     with pytest.raises(ParameterError, match="^parameter sync_wait_s: must be from 0.0 to 10.0, got 50.0$"):
-        load_params_file(write_params(tmp_path / "bad.yaml", {"sync_wait_s": 50.0}))
+        load_params_file(write_params_file(tmp_path / "bad.yaml", {"sync_wait_s": 50.0}))
 
 
 def yaml_comments() -> dict[str, str]:

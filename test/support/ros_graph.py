@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
+from diffusiondrive_ros.ros.params import write_params_file
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,14 +26,9 @@ def ros_env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
-def write_params(path: Path, params: dict) -> Path:
-    path.write_text(yaml.safe_dump({"diffusiondrive_planner": {"ros__parameters": params}}))
-    return path
-
-
 def start_node(tmp_path: Path, params: dict, remaps: dict[str, str]) -> subprocess.Popen:
     args = [sys.executable, "-m", "diffusiondrive_ros.ros.node", "--ros-args",
-            "--params-file", str(write_params(tmp_path / "params.yaml", params))]
+            "--params-file", str(write_params_file(tmp_path / "params.yaml", params))]
     for source, target in remaps.items():
         args += ["-r", f"{source}:={target}"]
     log = open(tmp_path / "node.log", "w")
@@ -44,19 +39,6 @@ def start_publisher(tmp_path: Path, *args: str) -> subprocess.Popen:
     log = open(tmp_path / "publisher.log", "w")
     return subprocess.Popen([sys.executable, str(HERE / "sensor_publisher.py"), *args], env=ros_env(),
                             stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen, timeout: float = 15.0) -> int:
-    """SIGINT like Ctrl-C, then the exit code (killed processes return a negative code)."""
-    if process.poll() is None:
-        process.send_signal(2)
-        try:
-            return process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            return -9
-    return process.returncode
 
 
 class Listener:

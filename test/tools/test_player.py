@@ -16,15 +16,17 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from ros_graph import Listener, domain_id, ros_env, start_node, stop, write_params
+from ros_graph import Listener, domain_id, ros_env, start_node
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, PointCloud2
 from std_msgs.msg import UInt8
 from transforms3d.euler import mat2euler
 
+from diffusiondrive_ros.ros.params import write_params_file
 from diffusiondrive_ros.tools.bag_io import StaticTransforms, read_bag
 from diffusiondrive_ros.tools.player import Player, PlayOptions, PlaySummary, publisher_qos
+from diffusiondrive_ros.tools.processes import interrupt
 from diffusiondrive_ros.tools.replay import ReplayTopics
 from diffusiondrive_ros.tools.synthetic.bag import DriveSummary, make_drive
 from diffusiondrive_ros.tools.synthetic.config import DriveConfig
@@ -121,7 +123,7 @@ def test_node_with_sim_time_plans_the_same_frames_as_offline_replay(tmp_path, dr
     """Player -> node (use_sim_time) -> Paths equal, frame for frame, to offline replay of the same bag and params."""
     params = node_params(drive.path)
     remaps = {f"~/input/{name}": getattr(TOPICS, name) for name in NODE_INPUTS} | {"~/output/path": OUT_PATH}
-    params_file = write_params(tmp_path / "params.yaml", params)
+    params_file = write_params_file(tmp_path / "params.yaml", params)
     # Offline first: running it beside the node's start-up would slow both down on a small machine.
     replay, expected = offline_replay(drive.path, params_file, tmp_path / "replayed")
     assert len(replay.planned) == replay.clouds == drive.counts[TOPICS.pointcloud], replay.format()
@@ -141,8 +143,8 @@ def test_node_with_sim_time_plans_the_same_frames_as_offline_replay(tmp_path, dr
         ears.wait_for(lambda: len(ears.get("path")) >= len(expected), 30, f"{len(expected)} Paths", node)
     finally:
         if player is not None:
-            stop(player)
-        code = stop(node)
+            interrupt(player)
+        code = interrupt(node)
         ears.close()
     log = (tmp_path / "node.log").read_text()[-3000:]
     assert code == 0, log
@@ -270,7 +272,7 @@ def test_ctrl_c_stops_play_cleanly(tmp_path, drive):
     try:
         ears.wait_for(lambda: len(ears.get("clock")) >= 20, 30, "/clock from the player", player)
     finally:
-        code = stop(player)
+        code = interrupt(player)
         ears.close()
     output = (tmp_path / "player.log").read_text()
     assert code == 0, output

@@ -139,12 +139,12 @@ class FirstOutputNaN:
     def __init__(self, planner):
         self.planner, self.calls = planner, 0
 
-    def plan(self, *args, **kwargs):
-        result = self.planner.plan(*args, **kwargs)
+    def plan_inputs(self, *args, **kwargs):
+        result = self.planner.plan_inputs(*args, **kwargs)
         self.calls += 1
         return dataclasses.replace(result, modes=np.full_like(result.modes, np.nan)) if self.calls == 1 else result
 
-    def __getattr__(self, name):  # describe(), device, seeded: the real planner's
+    def __getattr__(self, name):  # build_inputs(), describe(), device, seeded: the real planner's
         return getattr(self.planner, name)
 
 
