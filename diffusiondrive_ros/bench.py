@@ -40,13 +40,24 @@ def synthetic_cloud(n: int, seed: int = 0) -> np.ndarray:
     return np.column_stack([rng.normal(0, 15, (n, 2)), rng.uniform(-0.5, 3.0, n)]).astype(np.float32)
 
 
-def bench_features(repeats: int) -> list[tuple[str, float, float]]:
-    from .features import FeatureBuilder, lidar_feature
+def bench_features(repeats: int, device: str = "cpu") -> list[tuple[str, float, float]]:
+    import torch
+
+    from .device_features import DeviceFeatureBuilder
+    from .features import CameraRigConfig, FeatureBuilder, LidarBevConfig, lidar_feature
     from .geometry import transform_points
+    from .planner import resolve_device
 
     frame = full_rig_frame()
     builder = FeatureBuilder()
     build = (frame["cameras"], frame["points"], frame["velocity"], frame["acceleration"], frame["command"])
+    on_device = DeviceFeatureBuilder(CameraRigConfig(), LidarBevConfig(), resolve_device(device))
+
+    def device_build():
+        built = on_device.build(*build)
+        if on_device.device.type == "cuda":
+            torch.cuda.synchronize()
+        return built
     official = lambda: (official_camera_feature(*frame["cameras"]), official_histogram(frame["points"]))  # noqa: E731
     assert np.array_equal(builder.build(*build)["camera_feature"], official()[0])
     cloud = synthetic_cloud(120_000)
@@ -57,6 +68,8 @@ def bench_features(repeats: int) -> list[tuple[str, float, float]]:
     return [
         ("features, 3 cameras 1920x1080 + 200k points", median_time(lambda: builder.build(*build), repeats),
          median_time(official, repeats)),
+        (f"features on the planner's device ({on_device.device.type}) vs on the host",
+         median_time(device_build, repeats), median_time(lambda: builder.build(*build), repeats)),
         ("lidar histogram, 120k points", median_time(lambda: lidar_feature(cloud), repeats),
          median_time(lambda: official_histogram(cloud), repeats)),
         ("point transform, 120k points", median_time(lambda: transform_points(cloud, matrix), repeats),
@@ -114,7 +127,7 @@ def bench_planner(repeats: int, device: str, threads: int | None, reference: str
     frame = full_rig_frame()
     settings = dict(device=device, threads=threads)
     large = seeded_model(load_model_config(reference), 0)
-    official = Planner(large, optimize=False, aux_heads=True, **settings)
+    official = Planner(large, optimize=False, aux_heads=True, device_features=False, **settings)
     planners = {"official": official, "torch": Planner(large, **settings)}
     small = seeded_model(load_model_config(compact), 0)
     planners["compact"] = Planner(small, **settings)
@@ -196,7 +209,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if node_bench.wanted(args):
         return node_bench.run(args)
-    rows = bench_features(args.repeats)
+    rows = bench_features(args.repeats, args.device)
     if not args.skip_planner:
         repeats = max(2, args.repeats // 3)
         rows += bench_planner(repeats, args.device, args.threads, args.reference, args.compact, not args.skip_onnx)

@@ -163,11 +163,11 @@ def stitch_cameras(
     left: np.ndarray, front: np.ndarray, right: np.ndarray, config: CameraRigConfig = CameraRigConfig()
 ) -> np.ndarray:
     """Crop, stitch left|front|right and resize; returns (output_height, output_width, 3) uint8 RGB."""
-    stitched = np.concatenate(_camera_crops(left, front, right, config), axis=1)
+    stitched = np.concatenate(camera_crops(left, front, right, config), axis=1)
     return cv2.resize(stitched, (config.output_width, config.output_height))
 
 
-def _camera_crops(
+def camera_crops(
     left: np.ndarray, front: np.ndarray, right: np.ndarray, config: CameraRigConfig
 ) -> list[np.ndarray]:
     """The checked (left, front, right) crops as views, all of one height, to be stitched side by side."""
@@ -208,6 +208,15 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return idx
 
 
+def check_points(points: np.ndarray) -> None:
+    """ValueError unless `points` is an (N, >=3) float32/float64 array."""
+    if not isinstance(points, np.ndarray) or points.ndim != 2 or points.shape[1] < 3:
+        got = f"shape {points.shape}" if isinstance(points, np.ndarray) else type(points).__name__
+        raise ValueError(f"lidar points: expected an array of shape (N, >=3), got {got}")
+    if points.dtype not in (np.float32, np.float64):
+        raise ValueError(f"lidar points: expected dtype float32 or float64, got {points.dtype}")
+
+
 def lidar_feature(
     points: np.ndarray, config: LidarBevConfig = LidarBevConfig(), out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -219,11 +228,7 @@ def lidar_feature(
     points' own dtype, as NAVSIM does. ``out``: a C-contiguous (1, nx, ny)
     float32 array to write into (and return) instead of a new one.
     """
-    if not isinstance(points, np.ndarray) or points.ndim != 2 or points.shape[1] < 3:
-        got = f"shape {points.shape}" if isinstance(points, np.ndarray) else type(points).__name__
-        raise ValueError(f"lidar points: expected an array of shape (N, >=3), got {got}")
-    if points.dtype not in (np.float32, np.float64):
-        raise ValueError(f"lidar points: expected dtype float32 or float64, got {points.dtype}")
+    check_points(points)
     x_edges, y_edges = config.x_edges, config.y_edges
     nx, ny = x_edges.size - 1, y_edges.size - 1
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
@@ -317,7 +322,7 @@ class FeatureBuilder:
     def camera(self, left: np.ndarray, front: np.ndarray, right: np.ndarray) -> np.ndarray:
         """`camera_feature` of the three images as a (3, H, W) view of a reused H x W x 3 buffer."""
         config = self.camera_config
-        crops = _camera_crops(left, front, right, config)
+        crops = camera_crops(left, front, right, config)
         shape = (crops[0].shape[0], sum(crop.shape[1] for crop in crops), 3)
         if self._stitched.shape != shape:
             self._stitched = np.empty(shape, np.uint8)

@@ -60,9 +60,9 @@ class ModelInputs:
     buffers of its own, and released buffers are reused by a later frame.
     """
 
-    camera_feature: np.ndarray  # (3, H, W)
-    lidar_feature: np.ndarray  # (1, R, R)
-    status_feature: np.ndarray  # (8,)
+    camera_feature: np.ndarray | torch.Tensor  # (3, H, W); tensors on the device with device features
+    lidar_feature: np.ndarray | torch.Tensor  # (1, R, R)
+    status_feature: np.ndarray | torch.Tensor  # (8,)
     _release: Callable[[], None] | None = field(default=None, repr=False)
 
     def release(self) -> None:
@@ -127,6 +127,8 @@ class Planner:
     `compile` wraps the torch model in `torch.compile` (the first frames compile; it pays off on GPU, seldom on
     CPU). `backend="onnxruntime"` runs the plan graph at `onnx_path` (written there from `model` when the file
     does not exist; None = a temporary file), with TensorRT/CUDA providers on a CUDA device when installed.
+    `device_features` builds the inputs with torch on the device (LiDAR splatting, camera crop and resize on the
+    GPU; `device_features.py`); None = on CUDA with the torch backend.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class Planner:
         optimize: bool = True,
         compile: bool = False,
         onnx_path: str | Path | None = None,
+        device_features: bool | None = None,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -151,9 +154,10 @@ class Planner:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int or None (library default), got {threads!r}")
-        if backend == "onnxruntime" and (aux_heads or compile):
-            raise ValueError("backend 'onnxruntime' runs the exported plan graph only: aux_heads and compile "
-                             f"need backend 'torch' (got aux_heads={aux_heads!r}, compile={compile!r})")
+        if backend == "onnxruntime" and (aux_heads or compile or device_features):
+            raise ValueError("backend 'onnxruntime' runs the exported plan graph on host inputs only: aux_heads, "
+                             f"compile and device_features need backend 'torch' (got aux_heads={aux_heads!r}, "
+                             f"compile={compile!r}, device_features={device_features!r})")
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.requested_precision = precision
         # Reduced precision only pays off on a GPU; CPU bf16/fp16 kernels are often 100x slower than fp32. The ONNX
@@ -174,6 +178,13 @@ class Planner:
         self._pinned = self.device.type == "cuda" and backend == "torch"
         self._buffers = _FeatureBuffers(
             lambda: FeatureBuilder(self.camera_config, self.lidar_config, pinned=self._pinned))
+        if device_features is None:
+            device_features = self.device.type == "cuda" and backend == "torch"
+        self._device_features = None
+        if device_features:
+            from .device_features import DeviceFeatureBuilder
+
+            self._device_features = DeviceFeatureBuilder(self.camera_config, self.lidar_config, self.device)
         if backend == "onnxruntime":
             self._onnx = _onnx_plan(model, onnx_path, self.device.type, threads)
         else:
@@ -239,8 +250,9 @@ class Planner:
             f"LiDAR {grid}x{grid} over {2 * config.lidar_max_x:g} m, {config.num_modes} modes)"
         )
         backend = self.backend if self._onnx is None else f"onnxruntime ({', '.join(self._onnx.providers)})"
-        return (f"{self.device.type} {self.precision}{fallback}; backend: {backend}; model: {model}; "
-                f"weights: {self.weights_source}")
+        features = f"on the {self.device.type}" if self._device_features is not None else "on the host"
+        return (f"{self.device.type} {self.precision}{fallback}; backend: {backend}; features: {features}; "
+                f"model: {model}; weights: {self.weights_source}")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """Autocast to the reduced precision, or nothing for fp32."""
@@ -251,9 +263,8 @@ class Planner:
     def _inputs(self, arrays: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Batched tensors on the device (sharing the arrays' memory where the layout allows), in the model's layout."""
         layout = torch.channels_last if self._channels_last else torch.contiguous_format
-        tensors = [torch.from_numpy(np.asarray(a, dtype=np.float32)).unsqueeze(0).to(self.device,
-                                                                                      non_blocking=self._pinned)
-                   for a in arrays]
+        tensors = [(a if isinstance(a, torch.Tensor) else torch.from_numpy(np.asarray(a, dtype=np.float32)))
+                   .unsqueeze(0).to(self.device, non_blocking=self._pinned) for a in arrays]
         return [t.contiguous(memory_format=layout) if t.dim() == 4 else t for t in tensors]
 
     def _run(self, arrays: Sequence[np.ndarray], generator: torch.Generator | None,
@@ -274,13 +285,14 @@ class Planner:
 
     def plan_features(
         self,
-        camera_feature: np.ndarray,
-        lidar_feature: np.ndarray,
-        status_feature: np.ndarray,
+        camera_feature: np.ndarray | torch.Tensor,
+        lidar_feature: np.ndarray | torch.Tensor,
+        status_feature: np.ndarray | torch.Tensor,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> PlanResult:
-        """Plan from model-ready features, unbatched: (3, H, W), (1, R, R), (8,) with the model's H, W, R."""
+        """Plan from model-ready features, unbatched: (3, H, W), (1, R, R), (8,) with the model's H, W, R (arrays, or
+        tensors on the device)."""
         config = self.model.config
         b, lidar = config.backbone, config.backbone.lidar_resolution
         expected = {
@@ -289,9 +301,8 @@ class Planner:
             "status_feature": (status_feature, (config.status_dims,)),
         }
         for name, (array, shape) in expected.items():
-            if tuple(np.shape(array)) != shape:
-                raise ValueError(f"{name}: the {config.variant} model expects shape {shape}, "
-                                 f"got {tuple(np.shape(array))}")
+            if tuple(array.shape) != shape:
+                raise ValueError(f"{name}: the {config.variant} model expects shape {shape}, got {tuple(array.shape)}")
         start = time.perf_counter()
         host = self._run((camera_feature, lidar_feature, status_feature), generator, noise)
         return PlanResult(
@@ -313,6 +324,8 @@ class Planner:
     ) -> ModelInputs:
         """The model inputs of one frame (arguments as `plan`) in buffers of its own, to plan with `plan_inputs`
         and then `release()`; safe to call from one thread while another plans an earlier frame."""
+        if self._device_features is not None:
+            return ModelInputs(**self._device_features.build(cameras, points, velocity, acceleration, command))
         builder = self._buffers.take()
         try:
             features = builder.build(cameras, points, velocity, acceleration, command)
