@@ -25,6 +25,8 @@ from .model.weights import seeded_model
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 BACKENDS = ("torch", "onnxruntime")
 """Inference runtimes: PyTorch (eager, optionally torch.compile) or ONNX Runtime on the exported plan graph."""
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+"""torch.compile modes; reduce-overhead replays the whole fixed-shape plan as CUDA graphs on a GPU."""
 SEEDED = "seeded"
 """`Planner.from_checkpoint(SEEDED)`: deterministic seeded weights (untrained; for tests and benchmarks)."""
 
@@ -124,9 +126,11 @@ class Planner:
     `model` itself, the official eager path); `model` keeps its official parameter names. Only the trajectory head runs
     unless `aux_heads` asks for the agent boxes and the BEV semantic map as well. `threads` sets the CPU threads
     (torch: process-wide, `torch.set_num_threads`; ONNX Runtime: its session), None = the library default.
-    `compile` wraps the torch model in `torch.compile` (the first frames compile; it pays off on GPU, seldom on
-    CPU). `backend="onnxruntime"` runs the plan graph at `onnx_path` (written there from `model` when the file
-    does not exist; None = a temporary file), with TensorRT/CUDA providers on a CUDA device when installed.
+    `compile` wraps the torch model in `torch.compile` with a mode of COMPILE_MODES (True = "default"); the first
+    frames compile, "reduce-overhead" captures the plan in CUDA graphs on a GPU: call `warm_up()` before the first
+    real frame. It pays off on GPU, seldom on CPU. `backend="onnxruntime"` runs the plan graph at `onnx_path`
+    (written there from `model` when the file does not exist; None = a temporary file), with TensorRT/CUDA
+    providers on a CUDA device when installed.
     `device_features` builds the inputs with torch on the device (LiDAR splatting, camera crop and resize on the
     GPU; `device_features.py`); None = on CUDA with the torch backend.
     """
@@ -144,7 +148,7 @@ class Planner:
         threads: int | None = None,
         aux_heads: bool = False,
         optimize: bool = True,
-        compile: bool = False,
+        compile: bool | str = False,
         onnx_path: str | Path | None = None,
         device_features: bool | None = None,
     ):
@@ -152,6 +156,9 @@ class Planner:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        compile = "default" if compile is True else compile or None
+        if compile is not None and compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be False, True or one of {list(COMPILE_MODES)}, got {compile!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int or None (library default), got {threads!r}")
         if backend == "onnxruntime" and (aux_heads or compile or device_features):
@@ -191,7 +198,7 @@ class Planner:
             if threads is not None:
                 torch.set_num_threads(threads)
             runner = prepare_for_inference(self.model, self._channels_last) if optimize else self.model
-            self._runner = torch.compile(runner) if compile else runner
+            self._runner = torch.compile(runner, mode=compile) if compile else runner
 
     @classmethod
     def from_checkpoint(
@@ -270,16 +277,16 @@ class Planner:
     def _run(self, arrays: Sequence[np.ndarray], generator: torch.Generator | None,
              noise: torch.Tensor | None) -> dict[str, np.ndarray]:
         """One batch-1 forward on the backend; every output as a host array without the batch axis."""
+        if noise is None:  # drawn here as the model would, so that the plan graph (ONNX, CUDA graphs) takes it in
+            noise = self.model._trajectory_head.draw_noise(1, self.device, generator)
         if self._onnx is not None:
-            if noise is None:
-                noise = self.model._trajectory_head.draw_noise(1, torch.device("cpu"), generator)
             batched = [np.asarray(a, dtype=np.float32)[None] for a in arrays]
             out = self._onnx.run(*batched, noise.detach().float().cpu().numpy())
             host = {k: v[:, 0] if k == "denoising_poses_reg" else v[0] for k, v in out.items()}
             host["best_index"] = np.argmax(host["all_poses_cls"])
             return host
         with torch.inference_mode(), self._autocast():
-            out = self._runner(*self._inputs(arrays), noise=noise, generator=generator, aux_heads=self.aux_heads)
+            out = self._runner(*self._inputs(arrays), noise=noise.to(self.device), aux_heads=self.aux_heads)
         return {k: (v[:, 0] if k == "denoising_poses_reg" else v[0]).float().cpu().numpy() for k, v in out.items()
                 if k != "trajectory"}
 
@@ -313,6 +320,19 @@ class Planner:
             latency_s=time.perf_counter() - start,
             **{k: host[k] for k in AUX_OUTPUTS if k in host},
         )
+
+    def warm_up(self, frames: int | None = None) -> list[float]:
+        """Plan `frames` blank frames of the rig's reference size (None: 3 when compiled, for compilation and CUDA
+        graph capture, else 1) so that the first real frame runs at full speed; returns each one's seconds."""
+        rig = self.camera_config
+        cameras = [np.zeros((rig.reference_height, rig.reference_width, 3), np.uint8)] * 3
+        points = np.zeros((1, 3), np.float32)
+        times = []
+        for _ in range(frames or (3 if self.compile else 1)):
+            start = time.perf_counter()
+            self.plan(cameras, points, generator=frame_generator(0, 0))
+            times.append(time.perf_counter() - start)
+        return times
 
     def build_inputs(
         self,

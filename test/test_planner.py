@@ -93,5 +93,8 @@ def test_bad_settings_are_rejected(parity_model, frame):
         Planner(parity_model, backend="tensorrt")
     with pytest.raises(ValueError, match="threads must be a positive int or None .* got 0"):
         Planner(parity_model, threads=0)
-    with pytest.raises(ValueError, match="aux_heads and compile need backend 'torch'"):
+    with pytest.raises(ValueError, match="aux_heads, compile and device_features need backend 'torch'"):
         Planner(parity_model, backend="onnxruntime", aux_heads=True)
+    with pytest.raises(ValueError, match=r"compile must be False, True or one of \['default', 'reduce-overhead', "
+                                         r"'max-autotune'\], got 'fast'"):
+        Planner(parity_model, compile="fast")

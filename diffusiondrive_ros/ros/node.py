@@ -63,8 +63,10 @@ class DiffusionDriveNode(Node):
         config = pipeline_config(p)
         self.stale_timeout_s = p["stale_timeout_s"]
         planner = planner_from_parameters(p)
+        warm_up = planner.warm_up()  # the first real frame then runs at full speed (compiled, graphs captured)
         self.pipeline = FramePipeline(planner, config, self._tf_lookup(p["use_tf"], config.base_frame))
-        self.get_logger().info(f"DiffusionDrive ready: {planner.describe()}")
+        self.get_logger().info(f"DiffusionDrive ready: {planner.describe()}; warm-up {len(warm_up)} frame(s): "
+                               f"{', '.join(f'{t * 1e3:.0f}' for t in warm_up)} ms")
 
         self.monitor = InputMonitor(planner_inputs(config.sync))
         self.health = PlanningHealth(p["latency_warn_s"], p["min_planning_rate_hz"])

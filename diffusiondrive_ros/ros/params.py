@@ -13,7 +13,7 @@ import yaml
 
 from ..features import NUM_COMMANDS, CameraRigConfig
 from ..geometry import Extrinsic
-from ..planner import BACKENDS, PRECISIONS, Planner
+from ..planner import BACKENDS, COMPILE_MODES, PRECISIONS, Planner
 from .frame_sync import ACCELERATION_SOURCES, SyncConfig
 from .pipeline import CAMERA_TRANSPORTS, PipelineConfig
 
@@ -77,6 +77,9 @@ PARAMETERS = {
     "backend": Param("torch", "torch | onnxruntime (the whole plan as one ONNX graph; TensorRT/CUDA providers on "
                               "CUDA where installed)", choices=BACKENDS),
     "threads": Param(0, "CPU threads of the model (torch or ONNX Runtime); 0 = the library default", low=0, high=256),
+    "compile": Param("", "backend torch: torch.compile mode, '' = off; reduce-overhead replays the plan as CUDA "
+                         "graphs on a GPU (compiled and captured by the warm-up at start-up)",
+                     pattern="|".join(("",) + COMPILE_MODES), allowed="'' (off), " + ", ".join(COMPILE_MODES)),
     "onnx_path": Param("", "backend onnxruntime: the plan graph from `diffusiondrive-ros export --onnx` (refused if "
                            "its weights differ); '' = exported from the checkpoint at start-up (minutes for navsim)"),
     "base_frame": Param("base_link", "ego frame of the outputs (REP-103: x forward, y left)", pattern=r"[^/\s]\S*",
@@ -190,7 +193,7 @@ def planner_from_parameters(p: dict) -> Planner:
     return Planner.from_checkpoint(p["checkpoint"] or None, device=p["device"], precision=p["precision"],
                                    anchors=p["anchors"] or None, seed=p["seed"], trusted=p["trusted_checkpoint"],
                                    camera_config=camera_rig(p), backend=p["backend"], threads=p["threads"] or None,
-                                   onnx_path=p["onnx_path"] or None)
+                                   compile=p["compile"] or False, onnx_path=p["onnx_path"] or None)
 
 
 def write_params_file(path: str | Path, params: dict[str, Any]) -> Path:

@@ -3,6 +3,7 @@ exit code 1 and one line naming the cause, never a traceback; good values, an in
 it, and its parameter service then takes live changes and refuses read-only or out-of-range ones with the reason.
 """
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,7 @@ def failed_starts(tmp_path_factory):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": RunsCode(str(ran))}, pickled)
     cases = {
         "device": ["-p", "device:=tpu"],
+        "compile_mode": ["-p", "compile:=fast"],
         "negative_sync_tolerance": ["-p", "sync_tolerance_s:=-0.5"],
         "params_file_type": ["--params-file", str(params_file(tmp / "type.yaml", {"lidar_extrinsic": {"z": "high"}}))],
         "missing_checkpoint": ["-p", f"checkpoint:={tmp / 'missing.pt'}"],
@@ -74,6 +76,7 @@ def failed_starts(tmp_path_factory):
 
 @pytest.mark.parametrize("case, cause", [
     ("device", "parameter device: must be auto, cpu, cuda or cuda:<index>, got 'tpu'"),
+    ("compile_mode", "parameter compile: must be '' (off), default, reduce-overhead, max-autotune, got 'fast'"),
     ("negative_sync_tolerance", "parameter sync_tolerance_s: must be from 0.001 to 10.0, got -0.5"),
     ("params_file_type", "parameter lidar_extrinsic.z: must be of type double, got 'high' (string)"),
     ("missing_checkpoint", "checkpoint {missing}: no such file"),
@@ -141,4 +144,5 @@ def test_a_good_start_coerces_integers_and_serves_live_changes(tmp_path):
     output = (tmp_path / "node.log").read_text()
     assert code == 0, output
     assert "Traceback" not in output, output
+    assert re.search(r"DiffusionDrive ready: cpu fp32; .*; warm-up 1 frame\(s\): \d+ ms", output), output
     assert "ignoring unknown parameter 'sync_tolerence_s' (did you mean 'sync_tolerance_s'?)" in output
