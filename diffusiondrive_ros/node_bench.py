@@ -49,6 +49,7 @@ class NodeBenchConfig:
     checkpoint: str = ""
     device: str = "auto"
     precision: str = "fp32"
+    compile: str = ""
     baseline_frames: int = 5
     start_timeout_s: float = 300.0
 
@@ -74,7 +75,8 @@ class NodeBenchConfig:
 def node_parameters(config: NodeBenchConfig) -> dict:
     """The node's parameters: its defaults, with the model asked for and the rig the sensor process simulates."""
     return {"checkpoint": config.checkpoint, "device": config.device, "precision": config.precision,
-            "camera_transport": "raw", "use_tf": False, "lidar_extrinsic": {"z": sensors.LIDAR_HEIGHT_M}}
+            "compile": config.compile, "camera_transport": "raw", "use_tf": False,
+            "lidar_extrinsic": {"z": sensors.LIDAR_HEIGHT_M}}
 
 
 def large_data_profile() -> Path | None:
@@ -336,6 +338,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint", default="", help="node checkpoint parameter ('' built-in, 'seeded' = "
                                                         "seeded weights of the official NAVSIM configuration)")
     group.add_argument("--precision", default="fp32", help="node precision parameter: fp32, fp16 or bf16")
+    group.add_argument("--compile", default="", metavar="MODE",
+                       help="node compile parameter: '' off, default, reduce-overhead (CUDA graphs), max-autotune")
     group.add_argument("--baseline-frames", type=int, default=NodeBenchConfig.baseline_frames,
                        help="frames planned in-process for the baseline")
     group.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE as JSON")
@@ -355,7 +359,7 @@ def config_from_args(args: argparse.Namespace) -> NodeBenchConfig:
         duration_s=args.soak * 60 if soak else args.duration,
         rate_hz=args.rate or (SOAK_RATE_HZ if soak else NODE_RATE_HZ), warmup_s=args.warmup, window_s=args.window,
         width=int(width), height=int(height), points=args.points, checkpoint=args.checkpoint, device=args.device,
-        precision=args.precision, baseline_frames=args.baseline_frames)
+        precision=args.precision, compile=args.compile, baseline_frames=args.baseline_frames)
 
 
 def describe(config: NodeBenchConfig, extra: dict) -> str:
