@@ -22,9 +22,9 @@ from visualization_msgs.msg import MarkerArray
 from .command_input import CommandInput
 from .conversions import ConversionError, stamp_to_ns, transform_to_matrix
 from .diagnostics import InputMonitor, PlanningHealth, diagnostic_array, input_statuses, planner_inputs
-from .frame_sync import CAMERA_NAMES, ClockWatch, FrameSkipped, check_stamp_not_future
+from .frame_sync import CAMERA_NAMES, ClockWatch, FrameInputs, FrameSkipped, check_stamp_not_future
 from .node_parameters import LiveParameters, declare_node_parameters
-from .params import NODE_NAME, pipeline_config, planner_from_parameters
+from .params import NODE_NAME, pipeline_config, pipelined, planner_from_parameters
 from .pipeline import FramePipeline, PlanRejected, PreparedFrame
 from .worker import SyncThenPlanWorker
 
@@ -89,6 +89,7 @@ class DiffusionDriveNode(Node):
 
         self.clock_watch = ClockWatch()
         self.future_stamp_tolerance_s = p["future_stamp_tolerance_s"]
+        self.pipelined = pipelined(p, planner)
         self.worker = SyncThenPlanWorker(self._prepare, self._plan,
                                          lambda error: self._warn("worker", f"planning thread error: {error!r}"),
                                          self._drop)
@@ -193,10 +194,10 @@ class DiffusionDriveNode(Node):
     def _warn_skip(self, skip: FrameSkipped) -> None:
         self._warn(re.sub(r"[-+.0-9]+", "#", str(skip)), f"frame skipped: {skip}")  # per kind of problem
 
-    def _prepare(self, item: tuple[PointCloud2, float]) -> tuple[PreparedFrame, float] | None:
+    def _prepare(self, item: tuple[PointCloud2, float]) -> tuple[PreparedFrame | FrameInputs, float] | None:
         """Sync thread: give the cloud's camera/odometry messages, possibly still in flight, up to sync_wait_s to
-        arrive, pair them with it, decode them and build the model inputs (while the planning thread runs the model
-        on the frame before); None when the frame is skipped."""
+        arrive and pair them with it; when pipelined, decode them and build the model inputs too (while the planning
+        thread runs the model on the frame before). None when the frame is skipped."""
         cloud, received = item
         stamp, deadline = stamp_to_ns(cloud.header.stamp), time.monotonic() + self.pipeline.config.sync.sync_wait_s
         while not self.pipeline.sync.is_complete(stamp) and time.monotonic() < deadline:
@@ -210,7 +211,8 @@ class DiffusionDriveNode(Node):
             self._warn_skip(skip)
             return None
         try:
-            return self.pipeline.prepare(self.pipeline.assemble(cloud)), received
+            inputs = self.pipeline.assemble(cloud)
+            return (self.pipeline.prepare(inputs) if self.pipelined else inputs), received
         except FrameSkipped as skip:
             self._warn_skip(skip)
         except Exception as error:  # a decoding or feature failure must not kill the node; reported as ERROR
@@ -221,13 +223,16 @@ class DiffusionDriveNode(Node):
         self.pipeline.stats.count_error(f"{type(error).__name__}: {error}")
         self._warn("planner_error", f"planning failed: {type(error).__name__}: {error}")
 
-    def _plan(self, item: tuple[PreparedFrame, float]) -> None:
-        """Planning thread: run the model, publish, and time the frame end to end (from cloud receipt and cloud
-        stamp)."""
-        prepared, received = item
-        inputs = prepared.inputs
+    def _plan(self, item: tuple[PreparedFrame | FrameInputs, float]) -> None:
+        """Planning thread: (decode and build the model inputs unless pipelined,) run the model, publish, and time
+        the frame end to end (from cloud receipt and cloud stamp)."""
+        frame, received = item
         try:
+            prepared = frame if self.pipelined else self.pipeline.prepare(frame)
             planned = self.pipeline.infer(prepared)
+        except FrameSkipped as skip:
+            self._warn_skip(skip)
+            return
         except PlanRejected as rejected:  # counted once as failed by the pipeline; never published
             self._warn(f"rejected_{rejected.reason}", f"model output not published: {rejected}")
             return
@@ -238,7 +243,7 @@ class DiffusionDriveNode(Node):
             if self._aspect_notes.get(name) != note:  # once per camera and image size
                 self._aspect_notes[name] = note
                 self.get_logger().warning(f"~/input/{name}: aspect ratio forced: {note}")
-        for fallback in inputs.fallbacks:
+        for fallback in planned.inputs.fallbacks:
             self._warn(f"fallback_{fallback.input}", f"planning with a fallback: {fallback.input}: {fallback.message}")
         publish_start = time.monotonic()
         try:
@@ -251,7 +256,7 @@ class DiffusionDriveNode(Node):
         published = time.monotonic()
         self.pipeline.stats.record_latencies(publish=published - publish_start,
                                              end_to_end_from_receipt=published - received,
-                                             end_to_end_from_stamp=(self._now_ns() - inputs.stamp_ns) / 1e9)
+                                             end_to_end_from_stamp=(self._now_ns() - planned.inputs.stamp_ns) / 1e9)
 
     def _publish_diagnostics(self) -> None:
         now = self._checked_now_ns()

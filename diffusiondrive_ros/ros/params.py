@@ -64,6 +64,8 @@ _LIVE = dict(live=True)
 _METRES = dict(low=-100.0, high=100.0, **_LIVE)
 _RADIANS = dict(low=-2 * math.pi, high=2 * math.pi, **_LIVE)
 
+PIPELINING = ("auto", "on", "off")
+
 # The one parameter table; config/diffusiondrive.yaml documents the same list (test/package/test_launch_files.py).
 PARAMETERS = {
     "checkpoint": Param("", "our .pt, official NAVSIM .ckpt or plain state_dict; '' = built-in trained compact "
@@ -80,6 +82,9 @@ PARAMETERS = {
     "compile": Param("", "backend torch: torch.compile mode, '' = off; reduce-overhead replays the plan as CUDA "
                          "graphs on a GPU (compiled and captured by the warm-up at start-up)",
                      pattern="|".join(("",) + COMPILE_MODES), allowed="'' (off), " + ", ".join(COMPILE_MODES)),
+    "pipelining": Param("auto", "decode and build the next frame's model inputs while the model plans the frame "
+                                "before: on | off | auto (on with a CUDA device; on a CPU both share the cores, and "
+                                "the overlap measured slower)", choices=PIPELINING),
     "onnx_path": Param("", "backend onnxruntime: the plan graph from `diffusiondrive-ros export --onnx` (refused if "
                            "its weights differ); '' = exported from the checkpoint at start-up (minutes for navsim)"),
     "base_frame": Param("base_link", "ego frame of the outputs (REP-103: x forward, y left)", pattern=r"[^/\s]\S*",
@@ -181,6 +186,11 @@ def pipeline_config(p: dict) -> PipelineConfig:
         max_plan_distance_m=p["max_plan_distance_m"],
         path_in_odometry_frame=p["path_in_odometry_frame"],
     )
+
+
+def pipelined(p: dict, planner: Planner) -> bool:
+    """Whether the node overlaps decoding and features with the model (parameter `pipelining`)."""
+    return p["pipelining"] == "on" or (p["pipelining"] == "auto" and planner.device.type == "cuda")
 
 
 def camera_rig(p: dict) -> CameraRigConfig:
