@@ -81,6 +81,8 @@ def run_node(tmp_path: Path, params: dict, publisher_args: Iterable[str], plan_a
     """
     ears = listener()
     node = start_node(tmp_path, params, REMAPS)
+    # the node's first plan (warmed up, fast) must not go out before this listener has found its Path publisher
+    ears.wait_for(lambda: ears.publishers("path") > 0, 120, "the node's Path publisher", node)
     sensors = start_publisher(tmp_path, "--rate", str(SLOW_RATE_HZ), "--wait-for-subscribers", "--live-stamps",
                               *publisher_args)
     try:

@@ -53,6 +53,7 @@ class Listener:
         rclpy.init(context=self.context, domain_id=domain_id())
         self.node = rclpy.create_node("test_listener", context=self.context)
         self.messages: dict[str, list[tuple]] = {name: [] for name in subscriptions}
+        self.topics = {name: topic for name, (_, topic, _) in subscriptions.items()}
         self.lock = threading.Lock()
         for name, (msg_type, topic, qos) in subscriptions.items():
             self.node.create_subscription(msg_type, topic, self._recorder(name), qos)
@@ -71,6 +72,10 @@ class Listener:
     def _spin(self) -> None:
         while self._running:
             self.executor.spin_once(timeout_sec=0.05)
+
+    def publishers(self, name: str) -> int:
+        """Publishers this listener has discovered on the topic of `name` (messages sent before are lost)."""
+        return self.node.count_publishers(self.topics[name])
 
     def get(self, name: str) -> list:
         with self.lock:
