@@ -225,13 +225,29 @@ class TrajectoryHead(nn.Module):
         agents_query: torch.Tensor,
         bev_feature: torch.Tensor,
         generator: torch.Generator | None = None,
+        noise_draws: int = 1,
     ) -> dict[str, torch.Tensor]:
-        """Noise the anchors to a random timestep in [0, train_max_timestep) and decode; returns every layer."""
+        """Noise the anchors to a random timestep in [0, train_max_timestep) and decode; returns every layer.
+
+        noise_draws=2 also decodes a second noise draw at the same timesteps (`second_draw_layer_outputs`), for
+        `loss.noise_consistency_loss`; the first draw's timesteps and noise are those of one draw.
+        """
+        if noise_draws not in (1, 2):
+            raise ValueError(f"noise_draws must be 1 or 2, got {noise_draws!r}")
         b, device = ego_query.shape[0], ego_query.device
         timesteps = torch.randint(0, self.config.diffusion.train_max_timestep, (b,), generator=generator,
                                   device=_draw_device(generator, device)).to(device)
         anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1), self.config.normalization)
-        noisy = self.scheduler.add_noise(anchors, self.draw_noise(b, device, generator), timesteps)
+        noisy = torch.cat([self.scheduler.add_noise(anchors, self.draw_noise(b, device, generator), timesteps)
+                           for _ in range(noise_draws)])
         points = denormalize_xy(noisy.clamp(-1, 1), self.config.normalization)
-        layers = self._decode(points, timesteps, self.diff_decoder.project(bev_feature), agents_query, ego_query)
-        return self._modes(*layers[-1]) | {"layer_outputs": layers}
+        bev_values = [values.repeat(noise_draws, *(1,) * (values.ndim - 1))
+                      for values in self.diff_decoder.project(bev_feature)]
+        layers = self._decode(points, timesteps.repeat(noise_draws), bev_values,
+                              agents_query.repeat(noise_draws, 1, 1), ego_query.repeat(noise_draws, 1, 1))
+        draws = [[(poses[i * b:(i + 1) * b], scores[i * b:(i + 1) * b]) for poses, scores in layers]
+                 for i in range(noise_draws)]
+        out = self._modes(*draws[0][-1]) | {"layer_outputs": draws[0]}
+        if noise_draws == 2:
+            out["second_draw_layer_outputs"] = draws[1]
+        return out

@@ -103,7 +103,8 @@ class DiffusionDrive(nn.Module):
         queries = (enc["ego_query"], enc["agents_query"], enc["cross_bev_feature"])
         out = {k: enc[k] for k in AUX_OUTPUTS if k in enc}
         if self.training:
-            traj = head.forward_train(*queries, generator=generator)
+            consistency = self.config.trajectory_consistency_weight
+            traj = head.forward_train(*queries, generator=generator, noise_draws=2 if consistency else 1)
             if target_trajectory is not None:
                 traj["trajectory_loss"] = cascade_loss(
                     traj["layer_outputs"],
@@ -111,6 +112,8 @@ class DiffusionDrive(nn.Module):
                     self.anchors,
                     self.config.trajectory_cls_weight,
                     self.config.trajectory_reg_weight,
+                    traj.get("second_draw_layer_outputs"),
+                    consistency,
                 )
         else:
             traj = head.forward_test(*queries, noise=noise, generator=generator)

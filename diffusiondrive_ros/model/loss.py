@@ -1,4 +1,7 @@
-"""Official DiffusionDrive trajectory loss: focal classification of the anchor nearest the ground truth + L1."""
+"""Official DiffusionDrive trajectory loss: focal classification of the anchor nearest the ground truth + L1.
+
+Optionally with a noise-consistency term (not in the paper; off by default): see `noise_consistency_loss`.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +27,17 @@ def nearest_anchor(target: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return torch.linalg.norm(target[:, None, :, :2] - anchors[None], dim=-1).mean(dim=-1).argmin(dim=-1)
 
 
+def noise_consistency_loss(poses: torch.Tensor, other_poses: torch.Tensor) -> torch.Tensor:
+    """L1 between the (x, y) of every mode decoded from two noise draws of the same anchors, (B, K, P, 3) each.
+
+    The noise carries nothing about the future, so a denoiser's output should not depend on it. The L1 to the ground
+    truth teaches that only weakly: it reaches one mode per sample, and its gradient is the sign of the error, which
+    the context error dominates, so an undertrained decoder passes part of the per-pose noise through as jitter.
+    This term measures the noise alone, on every mode.
+    """
+    return F.l1_loss(poses[..., :2], other_poses[..., :2])
+
+
 def trajectory_loss(
     poses: torch.Tensor,
     scores: torch.Tensor,
@@ -31,12 +45,20 @@ def trajectory_loss(
     anchors: torch.Tensor,
     cls_weight: float = 10.0,
     reg_weight: float = 8.0,
+    other_poses: torch.Tensor | None = None,
+    consistency_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Loss of one decoder layer: poses (B, K, P, 3), scores (B, K), target (B, P, 3), anchors (K, P, 2)."""
+    """Loss of one decoder layer: poses (B, K, P, 3), scores (B, K), target (B, P, 3), anchors (K, P, 2).
+
+    other_poses: the same layer's poses from a second noise draw, for `noise_consistency_loss` x consistency_weight.
+    """
     mode = nearest_anchor(target, anchors)
     onehot = F.one_hot(mode, scores.shape[1]).to(scores.dtype)
     best = poses[torch.arange(poses.shape[0], device=poses.device), mode]
-    return cls_weight * sigmoid_focal_loss(scores, onehot) + reg_weight * F.l1_loss(best, target)
+    loss = cls_weight * sigmoid_focal_loss(scores, onehot) + reg_weight * F.l1_loss(best, target)
+    if other_poses is not None:
+        loss = loss + consistency_weight * noise_consistency_loss(poses, other_poses)
+    return loss
 
 
 def cascade_loss(
@@ -45,6 +67,10 @@ def cascade_loss(
     anchors: torch.Tensor,
     cls_weight: float = 10.0,
     reg_weight: float = 8.0,
+    other_layer_outputs: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    consistency_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Sum of `trajectory_loss` over the cascade decoder layers."""
-    return sum(trajectory_loss(p, s, target, anchors, cls_weight, reg_weight) for p, s in layer_outputs)
+    """Sum of `trajectory_loss` over the cascade decoder layers (with a second noise draw's layers, when given)."""
+    others = [p for p, _ in other_layer_outputs] if other_layer_outputs is not None else [None] * len(layer_outputs)
+    return sum(trajectory_loss(p, s, target, anchors, cls_weight, reg_weight, other, consistency_weight)
+               for (p, s), other in zip(layer_outputs, others))

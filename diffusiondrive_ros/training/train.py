@@ -1,7 +1,8 @@
 """Train DiffusionDrive on a dataset folder (`diffusiondrive-ros dataset`), from scratch or fine-tuning a checkpoint.
 
 The objective is the paper's truncated diffusion: anchors noised to a timestep in [0, 50), both cascade decoder
-layers supervised (focal classification of the anchor nearest the ground truth + L1 on its poses). The agent and
+layers supervised (focal classification of the anchor nearest the ground truth + L1 on its poses), optionally with
+--consistency-weight: an L1 between the poses decoded from two noise draws (not in the paper). The agent and
 BEV-semantic heads have no labels in our datasets and are not trained. AdamW, linear warm-up + cosine decay per step,
 gradient clipping, optional EMA of the weights, autocast (+ GradScaler for fp16) on CUDA.
 
@@ -76,6 +77,11 @@ class TrainOptions:
     """Checkpoint to fine-tune (ours, official Lightning or plain state_dict); None: train from scratch."""
     trust_init: bool = False
     """Unpickle --init fully (official Lightning files hold Python objects); only for files you trust."""
+    reset_head: bool = False
+    """Keep --init's backbone and anchors but start the trajectory head afresh (PyTorch's initialisation, `seed`)."""
+    consistency_weight: float | None = None
+    """Weight of the noise-consistency loss (the model config's `trajectory_consistency_weight`, stored in the
+    checkpoints); None: the model's own (0 for a new model: the paper's loss)."""
     anchors: str | None = None
     """K-means anchors (.npy, (num_modes, num_poses, 2)); None: --init's, else K-means over the dataset's futures."""
     epochs: int = 10
@@ -120,17 +126,24 @@ class TrainOptions:
                 raise ValueError(f"{name} must be None or an int >= {minimum}, got {value!r}")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {self.workers!r}")
-        for name in ("lr", "weight_decay", "grad_clip"):
+        for name in ("lr", "weight_decay", "grad_clip", "consistency_weight"):
             value = getattr(self, name)
+            if value is None and name == "consistency_weight":
+                continue
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) (0: off), got {self.ema!r}")
+        if self.reset_head and not self.init:
+            raise ValueError("reset_head keeps the backbone of --init: give --init")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
 
+
+TRAJECTORY_HEAD = "_trajectory_head."
+"""State-dict prefix of the trajectory head (`reset_head`)."""
 
 RESUME_MAY_CHANGE = frozenset({"accumulate", "workers", "save_every", "keep_checkpoints", "device", "trust_init"})
 """Options a resumed run may change: they do not change the numbers (accumulate only with the same global batch)."""
@@ -175,10 +188,11 @@ def batch_losses(model: nn.Module, batch: dict[str, torch.Tensor], seed: int, an
     generator = torch.Generator().manual_seed(seed)
     with autocast or contextlib.nullcontext():
         out = model(batch["camera"], batch["lidar"], batch["status"], generator=generator)
+    others = [p.float() for p, _ in out.get("second_draw_layer_outputs", ())] or [None] * len(out["layer_outputs"])
     return torch.stack([
         trajectory_loss(poses.float(), scores.float(), batch["target"], anchors, config.trajectory_cls_weight,
-                        config.trajectory_reg_weight)
-        for poses, scores in out["layer_outputs"]
+                        config.trajectory_reg_weight, other, config.trajectory_consistency_weight)
+        for (poses, scores), other in zip(out["layer_outputs"], others)
     ])
 
 
@@ -217,6 +231,8 @@ def initial_model(dataset: TrajectoryDataset, options: TrainOptions) -> tuple[Di
         config = stored
     else:
         config = load_model_config(options.model or ("navsim" if options.init else "compact"))
+    if options.consistency_weight is not None:
+        config = dataclasses.replace(config, trajectory_consistency_weight=float(options.consistency_weight))
     check_dataset_fits(dataset.spec, config, dataset.root)
 
     if options.anchors:
@@ -241,11 +257,17 @@ def initial_model(dataset: TrajectoryDataset, options: TrainOptions) -> tuple[Di
     model = DiffusionDrive(config)
     if state is not None:
         check_compatible(model, state)
+        if options.reset_head:
+            fresh = model.state_dict()
+            state = {key: fresh[key] if key.startswith(TRAJECTORY_HEAD) and not key.endswith("plan_anchor") else value
+                     for key, value in state.items()}
         model.load_state_dict(state, strict=True)
     if anchors is not None:
         with torch.no_grad():
             model.anchors.copy_(anchors)
     weights = f"--init {options.init}" if state is not None else f"initialised from seed {options.seed}"
+    if options.reset_head:
+        weights += f" (trajectory head initialised from seed {options.seed})"
     return model, {"initial_weights": weights, "anchors": anchor_source, "normalization": normalization_source}
 
 
@@ -504,6 +526,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", help="checkpoint to fine-tune: ours, official Lightning, or a plain state_dict")
     parser.add_argument("--trust-init", action="store_true", default=None,
                         help="unpickle --init fully (official Lightning files hold Python objects; trusted files only)")
+    parser.add_argument("--reset-head", action="store_true", default=None,
+                        help="keep --init's backbone and anchors, start the trajectory head afresh (seeded by --seed)")
+    parser.add_argument("--consistency-weight", type=float, help="weight of an L1 between the poses decoded from two "
+                        "noise draws, which teaches the decoder to cancel the anchor noise (default: the model's; 0 "
+                        "for a new model, the paper's loss)")
     parser.add_argument("--anchors", help="anchors .npy (default: --init's, else K-means over the dataset's futures)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help=f"passes over the dataset {default('epochs')}")

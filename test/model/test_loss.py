@@ -1,7 +1,10 @@
-"""Training-mode forward: truncated noise in [0, 50), per-layer focal + L1 loss, and one step lowers it."""
+"""Training-mode forward: truncated noise in [0, 50), per-layer focal + L1 (+ noise consistency); a step lowers it."""
+import dataclasses
+
+import pytest
 import torch
 
-from diffusiondrive_ros.model.loss import nearest_anchor, sigmoid_focal_loss, trajectory_loss
+from diffusiondrive_ros.model.loss import nearest_anchor, noise_consistency_loss, sigmoid_focal_loss, trajectory_loss
 
 
 def _batch(parity_case, size=2):
@@ -83,3 +86,47 @@ def test_focal_loss_matches_definition():
     p = torch.sigmoid(logits)
     expected = (-0.25 * (1 - p[0, 0]) ** 2 * torch.log(p[0, 0]) - 0.75 * p[0, 1] ** 2 * torch.log(1 - p[0, 1])) / 2
     torch.testing.assert_close(sigmoid_focal_loss(logits, targets), expected)
+
+
+def test_noise_consistency_compares_the_positions_of_every_mode():
+    poses = torch.zeros(2, 20, 8, 3)
+    other = poses.clone()
+    other[..., 2] = 1.0  # headings are not compared
+    assert noise_consistency_loss(poses, other) == 0
+    other[0, 3, :, 0] = 0.5  # sample 0, mode 3: x differs by 0.5 m at every pose
+    other[1, 7, 2, 1] = -2.0  # sample 1, mode 7, pose 2: y differs by 2 m
+    # mean over 2 samples x 20 modes x 8 poses x 2 coordinates of |difference|
+    torch.testing.assert_close(noise_consistency_loss(poses, other), torch.tensor((8 * 0.5 + 2.0) / 640))
+
+
+def _two_draws(model, batch, weight):
+    model.config = dataclasses.replace(model.config, trajectory_consistency_weight=weight)
+    return model(*batch[:3], generator=torch.Generator().manual_seed(3), target_trajectory=batch[3])
+
+
+def test_consistency_weight_adds_a_second_noise_draw_to_the_loss(parity_case, parity_model):
+    model, batch = parity_model, _batch(parity_case)
+    state, config = {k: v.clone() for k, v in model.state_dict().items()}, model.config
+    try:
+        model.train()
+        with torch.no_grad():
+            one = _two_draws(model, batch, 0.0)
+            two = _two_draws(model, batch, 4.0)
+    finally:
+        model.config = config
+        model.load_state_dict(state)
+        model.eval()
+    assert "second_draw_layer_outputs" not in one
+    for p, q in zip(two["layer_outputs"], two["second_draw_layer_outputs"]):  # the second draw's noise differs
+        assert p[0].shape == q[0].shape == (2, 20, 8, 3) and (p[0] - q[0]).abs().max() > 1e-3
+    extra = sum((p[..., :2] - q[..., :2]).abs().mean()
+                for (p, _), (q, _) in zip(two["layer_outputs"], two["second_draw_layer_outputs"]))
+    assert extra > 0
+    paper = sum(trajectory_loss(p, s, batch[3], model.anchors) for p, s in two["layer_outputs"])
+    torch.testing.assert_close(two["trajectory_loss"], paper + 4.0 * extra, rtol=1e-5, atol=1e-5)
+
+
+def test_noise_draws_are_one_or_two(parity_model):
+    queries = (torch.zeros(1, 1, 256), torch.zeros(1, 30, 256), torch.zeros(1, 256, 8, 8))
+    with pytest.raises(ValueError, match="noise_draws"):
+        parity_model._trajectory_head.forward_train(*queries, noise_draws=3)

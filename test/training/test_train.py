@@ -13,13 +13,20 @@ from training_data import make_dataset, write_tiny_model
 
 from diffusiondrive_ros import cli
 from diffusiondrive_ros.model import TrajectoryNormalization, load_model_config, model_config
-from diffusiondrive_ros.model.checkpoint import CheckpointError
+from diffusiondrive_ros.model.checkpoint import CheckpointError, load_checkpoint
 from diffusiondrive_ros.model.weights import seeded_model
 from diffusiondrive_ros.planner import Planner
 from diffusiondrive_ros.training.anchor_clustering import AnchorClusteringConfig, cluster_anchors
 from diffusiondrive_ros.training.dataset import TrajectoryDataset
 from diffusiondrive_ros.training.distributed import Distributed
-from diffusiondrive_ros.training.train import Trainer, TrainOptions, batch_losses, micro_batch_seed, train
+from diffusiondrive_ros.training.train import (
+    Trainer,
+    TrainOptions,
+    batch_losses,
+    initial_model,
+    micro_batch_seed,
+    train,
+)
 
 ONE_PROCESS = Distributed(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
@@ -175,6 +182,50 @@ def test_cli_writes_metrics_loss_curve_and_a_summary(tiny, tmp_path, capsys):
     assert image is not None and image.shape[2] == 3
     assert {p.name for p in run.glob("*.pt")} == {"last.pt", "train_state.pt", "step_000001.pt", "step_000002.pt"}
     assert cli.main(["train", str(tiny[0]), "--out", str(run), "--steps", "0"]) == 1
+
+
+def test_consistency_weight_is_stored_with_the_model_and_kept_by_fine_tuning(tiny, tmp_path, capsys):
+    def run(name, *extra):
+        return cli.main(["train", str(tiny[0]), "--out", str(tmp_path / name), "--steps", "1", "--batch-size", "2",
+                         "--workers", "0", *extra])
+
+    def weight(name):
+        return load_checkpoint(tmp_path / name / "last.pt")[1].trajectory_consistency_weight
+
+    assert run("paper", "--model", str(tiny[1])) == 0
+    assert weight("paper") == 0.0
+    assert run("consistent", "--init", str(tmp_path / "paper" / "last.pt"), "--consistency-weight", "2") == 0
+    assert weight("consistent") == 2.0
+    assert run("kept", "--init", str(tmp_path / "consistent" / "last.pt")) == 0
+    assert weight("kept") == 2.0
+    capsys.readouterr()
+    assert run("negative", "--model", str(tiny[1]), "--consistency-weight", "-1") == 1
+    assert "consistency_weight must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_reset_head_keeps_the_backbone_and_anchors_of_init(tiny, tmp_path):
+    train(tiny[0], tmp_path / "base", options(tiny, steps=1))
+    base = torch.load(tmp_path / "base" / "last.pt", weights_only=True)["state_dict"]
+    dataset = TrajectoryDataset(tiny[0])
+    init = str(tmp_path / "base" / "last.pt")
+
+    def start(**changes):
+        model, sources = initial_model(dataset, TrainOptions(init=init, reset_head=True, **changes))
+        return model.state_dict(), sources
+
+    (state, sources), (again, _), (other, _) = start(), start(), start(seed=1)
+    head = [key for key in base if key.startswith("_trajectory_head.") and not key.endswith("plan_anchor")]
+    assert head and len(head) < len(base)
+    for key, value in base.items():
+        if key in head and value.is_floating_point() and value.numel() > 1:
+            assert not torch.equal(state[key], value), key
+            torch.testing.assert_close(state[key], again[key], rtol=0, atol=0)
+        elif key not in head:
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0)
+    assert not torch.equal(state[head[0]], other[head[0]])
+    assert sources["initial_weights"] == f"--init {init} (trajectory head initialised from seed 0)"
+    with pytest.raises(ValueError, match="reset_head keeps the backbone of --init"):
+        TrainOptions(reset_head=True)
 
 
 @pytest.fixture(scope="module")
