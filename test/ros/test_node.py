@@ -152,7 +152,8 @@ def test_node_follows_sim_time(tmp_path):
         ears.wait_for(lambda: len(ears.get("path")) >= 1, 60, "a plan", node, sensors)
         # Diagnostics published before the first cloud arrived say "never"; one may still be in flight.
         seen = len(ears.get("diagnostics"))
-        ears.wait_for(lambda: len(ears.get("diagnostics")) >= seen + 2, 10, "diagnostics after that plan", node, sensors)
+        ears.wait_for(lambda: len(ears.get("diagnostics")) >= seen + 2, 10, "diagnostics after that plan",
+                      node, sensors)
         diag = ears.get("diagnostics")[-1]
         sim_now = diag.header.stamp.sec + diag.header.stamp.nanosec * 1e-9
         assert pub.T0_NS / 1e9 <= sim_now < pub.T0_NS / 1e9 + 120, f"diagnostics stamped {sim_now}, not the /clock time"
