@@ -29,6 +29,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rosbags.interfaces import QosDurability, QosHistory
 from rosgraph_msgs.msg import Clock
 
@@ -255,7 +256,10 @@ class Player:
         """Play the bag (once, or until stopped with loop); Ctrl-C in the playing thread counts as stop()."""
         summary = PlaySummary(skipped_topics=dict(self.skipped))
         context = Context()
-        rclpy.init(args=[], context=context, domain_id=self.options.domain_id)  # not sys.argv: FROM:=TO is ours
+        # not sys.argv: FROM:=TO is ours. No rclpy signal handlers: Ctrl-C stops the loop below, which then shuts its
+        # context down itself, instead of rclpy's signal thread shutting it down under the publishing loop.
+        rclpy.init(args=[], context=context, domain_id=self.options.domain_id,
+                   signal_handler_options=SignalHandlerOptions.NO)
         node, clock, started = None, None, None
         try:
             node = rclpy.create_node(self.options.node_name, context=context)
