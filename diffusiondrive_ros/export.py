@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="our checkpoint (e.g. RUN/last.pt) or the official one ('' = the built-in model)")
     parser.add_argument("--variant", default=None,
                         help="model config of weights that carry none (official or plain state_dict; default navsim)")
+    parser.add_argument("--noise-scale", type=float, default=None,
+                        help="store this factor on the anchor noise with the model (its inference default; "
+                             "1 = the paper's); default: keep the checkpoint's")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--fp16", type=Path, metavar="OUT.pt",
                         help="write the weights as float16 in our format (the planner computes in its own precision)")
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from .planner import Planner
 
     try:
-        source = Planner.from_checkpoint(args.checkpoint or None, device="cpu", variant=args.variant)
+        source = Planner.from_checkpoint(args.checkpoint or None, device="cpu", variant=args.variant,
+                                         noise_scale=args.noise_scale)
     except (CheckpointError, ValueError) as error:
         print(f"diffusiondrive-ros export: error: {error}", file=sys.stderr)
         return 1

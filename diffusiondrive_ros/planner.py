@@ -210,6 +210,7 @@ class Planner:
         seed: int = 0,
         trusted: bool = False,
         variant: str | Path | DiffusionDriveConfig | None = None,
+        noise_scale: float | None = None,
         **kwargs,
     ) -> Planner:
         """Planner with the weights at `path`; keyword arguments left over go to `Planner(...)`.
@@ -220,6 +221,7 @@ class Planner:
         variant: the model config of weights that carry none (seeded, official or plain state_dict): a registered
             variant name, a YAML/JSON file or a config; None = navsim. Refused if it differs from our checkpoint's.
         anchors: optional K-means `.npy` (K, P, 2) replacing the checkpoint's anchors.
+        noise_scale: replaces the model config's inference noise scale (`DiffusionConfig.noise_scale`); None keeps it.
         """
         config = None if variant is None else _resolve_config(variant)
         path = path or DEFAULT_CHECKPOINT
@@ -234,6 +236,9 @@ class Planner:
                                  "leave variant unset for our checkpoints")
             model = DiffusionDrive(stored or config or model_config("navsim"))
             source = str(path)
+        if noise_scale is not None:
+            model = DiffusionDrive(DiffusionDriveConfig.from_dict({"diffusion": {"noise_scale": noise_scale}},
+                                                                  base=model.config))
         if anchors:
             state = dict(state)
             modes, poses = model.config.num_modes, model.config.num_poses
@@ -254,7 +259,8 @@ class Planner:
         model = (
             f"{config.variant} ({self.num_parameters / 1e6:.1f} M parameters, "
             f"camera {camera.output_width}x{camera.output_height}, "
-            f"LiDAR {grid}x{grid} over {2 * config.lidar_max_x:g} m, {config.num_modes} modes)"
+            f"LiDAR {grid}x{grid} over {2 * config.lidar_max_x:g} m, {config.num_modes} modes"
+            + ("" if config.diffusion.noise_scale == 1 else f", noise scale {config.diffusion.noise_scale:g}") + ")"
         )
         backend = self.backend if self._onnx is None else f"onnxruntime ({', '.join(self._onnx.providers)})"
         features = f"on the {self.device.type}" if self._device_features is not None else "on the host"
@@ -382,8 +388,8 @@ class Planner:
 def _onnx_plan(model: DiffusionDrive, path: str | Path | None, device_type: str, threads: int | None):
     """An ONNX Runtime session over the plan graph at `path`, exported from `model` first when the file is missing.
 
-    An existing file must hold the same weights (their digest is in its metadata); None exports to a file in a
-    temporary folder.
+    An existing file must hold the same weights and model config (both are in its metadata); None exports to a file
+    in a temporary folder.
     """
     from .model.onnx_export import export_onnx, weights_digest
     from .onnx_backend import OnnxPlan
@@ -394,9 +400,9 @@ def _onnx_plan(model: DiffusionDrive, path: str | Path | None, device_type: str,
     if not path.is_file():
         export_onnx(model, path)
     session = OnnxPlan(path, device_type, threads)
-    if session.weights_digest != weights_digest(model):
-        raise ValueError(f"ONNX plan graph {path} was exported from other weights than the planner's "
-                         "(remove the file or give another onnx_path to export these weights)")
+    if session.weights_digest != weights_digest(model) or session.config != model.config:
+        raise ValueError(f"ONNX plan graph {path} was exported from other weights or another model config than the "
+                         "planner's (remove the file or give another onnx_path to export these weights)")
     return session
 
 

@@ -143,6 +143,8 @@ class DiffusionConfig:
     """The inference steps visit round(arange(inference_steps) * span / inference_steps), largest first."""
     train_max_timestep: int = 50
     """Training noises the anchors to a timestep drawn from [0, train_max_timestep)."""
+    noise_scale: float = 1.0
+    """Factor on the anchor noise at inference: 1 is the paper's; below 1 keeps modes nearer their anchors."""
 
     def __post_init__(self) -> None:
         _check_int(self, "num_train_timesteps")
@@ -154,6 +156,7 @@ class DiffusionConfig:
             if getattr(self, name) >= self.num_train_timesteps:
                 _fail(self, name, f"< num_train_timesteps ({self.num_train_timesteps})", getattr(self, name))
         _check_int(self, "train_max_timestep")
+        _check_float(self, "noise_scale", 0.0)
         if self.train_max_timestep > self.num_train_timesteps:
             _fail(self, "train_max_timestep", f"<= num_train_timesteps ({self.num_train_timesteps})",
                   self.train_max_timestep)
@@ -295,3 +298,4 @@ def _replace(config: Any, fields: Mapping[str, Any]) -> Any:
         current = getattr(config, name)
         changes[name] = _replace(current, value) if dataclasses.is_dataclass(current) else value
     return dataclasses.replace(config, **changes)
+

@@ -208,7 +208,8 @@ class TrajectoryHead(nn.Module):
             noise = self.draw_noise(b, device, generator)
         anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1), self.config.normalization)
         truncation = torch.full((b,), diffusion.truncation_step, dtype=torch.long, device=device)
-        sample = self.scheduler.add_noise(anchors, noise.to(device=device, dtype=anchors.dtype), truncation)
+        noise = noise.to(device=device, dtype=anchors.dtype) * diffusion.noise_scale
+        sample = self.scheduler.add_noise(anchors, noise, truncation)
         bev_values = self.diff_decoder.project(bev_feature)
         step_poses = []
         for t in self.scheduler.inference_timesteps(diffusion.inference_steps, diffusion.inference_step_span):

@@ -76,6 +76,8 @@ PARAMETERS = {
                     allowed="auto, cpu, cuda or cuda:<index>"),
     "precision": Param("fp32", "fp32 | fp16 | bf16 (reduced precision on CUDA only)", choices=tuple(PRECISIONS)),
     "seed": Param(0, "seed of the built-in weights and of the per-frame diffusion noise", low=0, high=2**63 - 1),
+    "noise_scale": Param(-1.0, "factor on the anchor noise of the truncated diffusion (1 = the paper's; below 1 keeps "
+                               "modes nearer their anchors); negative = the checkpoint's own", low=-1.0, high=10.0),
     "backend": Param("torch", "torch | onnxruntime (the whole plan as one ONNX graph; TensorRT/CUDA providers on "
                               "CUDA where installed)", choices=BACKENDS),
     "threads": Param(0, "CPU threads of the model (torch or ONNX Runtime); 0 = the library default", low=0, high=256),
@@ -203,7 +205,8 @@ def planner_from_parameters(p: dict) -> Planner:
     return Planner.from_checkpoint(p["checkpoint"] or None, device=p["device"], precision=p["precision"],
                                    anchors=p["anchors"] or None, seed=p["seed"], trusted=p["trusted_checkpoint"],
                                    camera_config=camera_rig(p), backend=p["backend"], threads=p["threads"] or None,
-                                   compile=p["compile"] or False, onnx_path=p["onnx_path"] or None)
+                                   compile=p["compile"] or False, onnx_path=p["onnx_path"] or None,
+                                   noise_scale=None if p["noise_scale"] < 0 else p["noise_scale"])
 
 
 def write_params_file(path: str | Path, params: dict[str, Any]) -> Path:

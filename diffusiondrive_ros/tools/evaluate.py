@@ -661,6 +661,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", type=Path, help="the node's ROS params file (same parameters as the node)")
     parser.add_argument("--device", help="override the device (auto, cpu, cuda)")
     parser.add_argument("--seed", type=int, help="override the seed of the per-frame noise (and seeded weights)")
+    parser.add_argument("--noise-scale", type=float,
+                        help="override the factor on the anchor noise (1 = the paper's; default: the checkpoint's)")
     parser.add_argument("--every", type=int, default=1, help="evaluate every N-th point cloud (default: all)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the metrics as JSON")
     parser.add_argument("--markdown", type=Path, metavar="OUT", help="write the metrics as a markdown report")
@@ -675,7 +677,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the table; one-line errors and exit code 1 for unusable bags or options."""
     overrides = {"checkpoint": SEEDED if args.model_seeded else args.checkpoint, "device": args.device,
-                 "seed": args.seed}
+                 "seed": args.seed, "noise_scale": args.noise_scale}
     try:
         if args.render_worst and args.render_dir is None:
             raise ValueError("--render-worst needs --render-dir")

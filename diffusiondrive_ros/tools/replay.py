@@ -299,6 +299,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="override the params file's checkpoint")
     parser.add_argument("--device", help="override the device (auto, cpu, cuda)")
     parser.add_argument("--seed", type=int, help="override the seed")
+    parser.add_argument("--noise-scale", type=float,
+                        help="override the factor on the anchor noise (1 = the paper's; default: the checkpoint's)")
     parser.add_argument("--backend", choices=BACKENDS, help="override the backend (torch, onnxruntime)")
     parser.add_argument("--every", type=int, default=1, help="plan every N-th point cloud (default: all)")
     parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
@@ -318,7 +320,7 @@ def parse_topics(pairs: list[str]) -> ReplayTopics:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("checkpoint", args.checkpoint), ("device", args.device), ("seed", args.seed),
-                                   ("backend", args.backend))
+                                   ("backend", args.backend), ("noise_scale", args.noise_scale))
                  if v is not None}
     params = load_params_file(args.params_file, overrides)
     planner = planner_from_parameters(params)
