@@ -8,11 +8,13 @@ from diffusiondrive_ros.planner import DEFAULT_CHECKPOINT, Planner
 from diffusiondrive_ros.ros.pipeline import PipelineConfig
 from diffusiondrive_ros.tools.evaluate import evaluate_bags
 from diffusiondrive_ros.tools.synthetic.bag import make_drive
-from diffusiondrive_ros.tools.synthetic.config import DriveConfig
+from diffusiondrive_ros.tools.synthetic.config import DriveConfig, RandomScenarioConfig
 
-HELD_OUT = {  # bag name -> drive; training used random seeds 1000-1039 and demo seeds 2000-2009
+HELD_OUT = {  # bag name -> drive; training used random seeds 1000-1039, 3000-3023 and demo seeds 2000-2009
     "demo_left": DriveConfig(seed=9901, turn="left", duration_s=14.0),
     "random": DriveConfig(seed=9902, scenario="random", duration_s=14.0),
+    "stop": DriveConfig(seed=9903, scenario="random", duration_s=16.0,
+                        random=RandomScenarioConfig(stop_probability=1.0)),  # a car or pedestrian standing ahead
 }
 
 
@@ -45,3 +47,9 @@ def test_best_mode_follows_turns_and_stays_off_obstacles(report):
     assert overall["turn_agreement_rate"] >= 0.6, overall["turn_agreement_rate"]
     assert overall["collision_rate"] <= 0.2, overall["collision_rate"]
     assert overall["min_ade"] < overall["ade"]  # the other modes are alternatives, not copies of the best
+
+
+def test_best_mode_stops_for_what_stands_in_the_lane(report):
+    scenario = report.to_dict()["overall"]["scenario"]
+    assert scenario["num_stop_frames"] >= 20, scenario
+    assert scenario["stop_rate"] >= 0.3, scenario  # 0.04 with the paper's full anchor noise on these weights
