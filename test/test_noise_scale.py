@@ -109,3 +109,15 @@ def test_an_onnx_graph_of_another_scale_is_refused(tmp_path, small_checkpoint):
     with pytest.raises(ValueError, match="another model config"):
         Planner.from_checkpoint(small_checkpoint, device="cpu", backend="onnxruntime", onnx_path=graph,
                                 noise_scale=0.5)
+
+
+def test_an_onnx_plan_without_noise_still_takes_the_noise_input_and_matches_torch(tmp_path, small_checkpoint):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the `onnx` extra)")
+    torch_plan = Planner.from_checkpoint(small_checkpoint, device="cpu", noise_scale=0.0)
+    onnx_plan = Planner.from_checkpoint(small_checkpoint, device="cpu", noise_scale=0.0, backend="onnxruntime",
+                                        onnx_path=tmp_path / "plan.onnx")
+    frame = dict(cameras=[torch.randint(0, 256, (270, 480, 3), dtype=torch.uint8).numpy() for _ in range(3)],
+                 points=torch.rand(2000, 3).mul(60).sub(30).numpy(), velocity=(4.0, 0.0), acceleration=(0.0, 0.0),
+                 command=1)
+    expected, got = torch_plan.plan(**frame), onnx_plan.plan(**frame)
+    assert got.modes.shape == expected.modes.shape and abs(got.modes - expected.modes).max() < 1e-3
