@@ -298,4 +298,3 @@ def _replace(config: Any, fields: Mapping[str, Any]) -> Any:
         current = getattr(config, name)
         changes[name] = _replace(current, value) if dataclasses.is_dataclass(current) else value
     return dataclasses.replace(config, **changes)
-
