@@ -10,6 +10,9 @@ from diffusiondrive_ros.tools.evaluate import evaluate_bags
 from diffusiondrive_ros.tools.synthetic.bag import make_drive
 from diffusiondrive_ros.tools.synthetic.config import DriveConfig, RandomScenarioConfig
 
+# Writing three 1080p drives and planning every second sweep takes 2.5 min alone, longer beside the other tests.
+pytestmark = pytest.mark.timeout(900)
+
 HELD_OUT = {  # bag name -> drive; training used random seeds 1000-1039, 3000-3023 and demo seeds 2000-2009
     "demo_left": DriveConfig(seed=9901, turn="left", duration_s=14.0),
     "random": DriveConfig(seed=9902, scenario="random", duration_s=14.0),
