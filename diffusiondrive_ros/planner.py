@@ -226,7 +226,7 @@ class Planner:
         config = None if variant is None else _resolve_config(variant)
         path = path or DEFAULT_CHECKPOINT
         if path == SEEDED:
-            model = seeded_model(_with_noise_scale(config or model_config("navsim"), noise_scale), seed)
+            model = seeded_model((config or model_config("navsim")).with_noise_scale(noise_scale), seed)
             state = model.state_dict()
             source = f"built-in seeded weights (seed {seed})"
         else:
@@ -234,7 +234,7 @@ class Planner:
             if stored is not None and config is not None and stored != config:
                 raise ValueError(f"variant {variant!r} differs from the model config stored in checkpoint {path}; "
                                  "leave variant unset for our checkpoints")
-            model = DiffusionDrive(_with_noise_scale(stored or config or model_config("navsim"), noise_scale))
+            model = DiffusionDrive((stored or config or model_config("navsim")).with_noise_scale(noise_scale))
             source = str(path)
         if anchors:
             state = dict(state)
@@ -401,13 +401,6 @@ def _onnx_plan(model: DiffusionDrive, path: str | Path | None, device_type: str,
         raise ValueError(f"ONNX plan graph {path} was exported from other weights or another model config than the "
                          "planner's (remove the file or give another onnx_path to export these weights)")
     return session
-
-
-def _with_noise_scale(config: DiffusionDriveConfig, noise_scale: float | None) -> DiffusionDriveConfig:
-    """The config with `noise_scale` as its inference noise scale; None keeps the config's."""
-    if noise_scale is None:
-        return config
-    return DiffusionDriveConfig.from_dict({"diffusion": {"noise_scale": noise_scale}}, base=config)
 
 
 def _resolve_config(variant: str | Path | DiffusionDriveConfig) -> DiffusionDriveConfig:

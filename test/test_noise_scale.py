@@ -1,5 +1,5 @@
-"""The inference noise scale: a factor on the anchor noise of the truncated diffusion, stored with the model config,
-overridable per planner, node parameter and CLI, 1 (the paper's) unless asked."""
+"""The noise scale: a factor on the anchor noise of the truncated diffusion in training and at inference, stored with
+the model config, overridable per planner, node parameter and CLI, 1 (the paper's) unless asked."""
 import dataclasses
 
 import pytest
@@ -69,6 +69,26 @@ def test_the_scale_multiplies_the_anchor_noise_and_nothing_else():
     torch.testing.assert_close(_poses(models[0.0], noise), _poses(models[1.0], torch.zeros_like(noise)),
                                rtol=0, atol=1e-6)
     torch.testing.assert_close(_poses(models[0.0], noise), _poses(models[0.0], other), rtol=0, atol=0)
+
+
+def _train_poses(model, seed: int) -> torch.Tensor:
+    """Last cascade layer's poses of a training forward whose timesteps and noise come from `seed` (dropout: 0)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model.train()(*_inputs(), generator=torch.Generator().manual_seed(seed), aux_heads=False)
+    return out["layer_outputs"][-1][0]
+
+
+def test_training_noises_the_anchors_with_the_same_factor():
+    def model(scale):
+        config = _small_config(scale)  # every timestep 0, so two seeds differ only in their noise
+        config = dataclasses.replace(config, diffusion=dataclasses.replace(config.diffusion, train_max_timestep=1))
+        return seeded_model(config, seed=4)
+
+    paper, steady = model(1.0), model(0.0)
+    assert not torch.allclose(_train_poses(paper, 1), _train_poses(paper, 2), atol=1e-4)
+    torch.testing.assert_close(_train_poses(steady, 1), _train_poses(steady, 2), rtol=0, atol=0)
+    assert not torch.allclose(_train_poses(steady, 1), _train_poses(paper, 1), atol=1e-4)
 
 
 def test_the_planner_override_keeps_the_weights_and_says_so(small_checkpoint):

@@ -144,7 +144,8 @@ class DiffusionConfig:
     train_max_timestep: int = 50
     """Training noises the anchors to a timestep drawn from [0, train_max_timestep)."""
     noise_scale: float = 1.0
-    """Factor on the anchor noise at inference: 1 is the paper's; below 1 keeps modes nearer their anchors."""
+    """Factor on the anchor noise, in training and at inference: 1 is the paper's; below 1 keeps modes nearer their
+    anchors, and a model plans best with the noise it was trained with."""
 
     def __post_init__(self) -> None:
         _check_int(self, "num_train_timesteps")
@@ -266,6 +267,12 @@ class DiffusionDriveConfig:
     def lidar_pixels_per_meter(self) -> float:
         """LiDAR BEV cells per metre."""
         return self.backbone.lidar_resolution / (2 * self.lidar_max_x)
+
+    def with_noise_scale(self, noise_scale: float | None) -> DiffusionDriveConfig:
+        """This config with `noise_scale` as the diffusion's noise scale (validated); None keeps its own."""
+        if noise_scale is None:
+            return self
+        return DiffusionDriveConfig.from_dict({"diffusion": {"noise_scale": noise_scale}}, base=self)
 
     def to_dict(self) -> dict[str, Any]:
         """Primitive types only (dicts, lists, str, numbers): for checkpoints, YAML and JSON."""

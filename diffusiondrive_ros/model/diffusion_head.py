@@ -228,7 +228,8 @@ class TrajectoryHead(nn.Module):
         generator: torch.Generator | None = None,
         noise_draws: int = 1,
     ) -> dict[str, torch.Tensor]:
-        """Noise the anchors to a random timestep in [0, train_max_timestep) and decode; returns every layer.
+        """Noise the anchors (x noise_scale) to a random timestep in [0, train_max_timestep) and decode; returns every
+        layer.
 
         noise_draws=2 also decodes a second noise draw at the same timesteps (`second_draw_layer_outputs`), for
         `loss.noise_consistency_loss`; the first draw's timesteps and noise are those of one draw.
@@ -239,7 +240,8 @@ class TrajectoryHead(nn.Module):
         timesteps = torch.randint(0, self.config.diffusion.train_max_timestep, (b,), generator=generator,
                                   device=_draw_device(generator, device)).to(device)
         anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1), self.config.normalization)
-        noisy = torch.cat([self.scheduler.add_noise(anchors, self.draw_noise(b, device, generator), timesteps)
+        scale = self.config.diffusion.noise_scale
+        noisy = torch.cat([self.scheduler.add_noise(anchors, self.draw_noise(b, device, generator) * scale, timesteps)
                            for _ in range(noise_draws)])
         points = denormalize_xy(noisy.clamp(-1, 1), self.config.normalization)
         bev_values = [values.repeat(noise_draws, *(1,) * (values.ndim - 1))

@@ -2,9 +2,11 @@
 
 The objective is the paper's truncated diffusion: anchors noised to a timestep in [0, 50), both cascade decoder
 layers supervised (focal classification of the anchor nearest the ground truth + L1 on its poses), optionally with
---consistency-weight: an L1 between the poses decoded from two noise draws (not in the paper). The agent and
-BEV-semantic heads have no labels in our datasets and are not trained. AdamW, linear warm-up + cosine decay per step,
-gradient clipping, optional EMA of the weights, autocast (+ GradScaler for fp16) on CUDA.
+--consistency-weight: an L1 between the poses decoded from two noise draws (not in the paper); --noise-scale puts a
+factor on that noise, stored with the model, which plans with the same factor (0: the decoder learns to refine the
+anchors themselves, as a model shipped with noise scale 0 plans). The agent and BEV-semantic heads have no labels in
+our datasets and are not trained. AdamW, linear warm-up + cosine decay per step, gradient clipping, optional EMA of
+the weights, autocast (+ GradScaler for fp16) on CUDA.
 
 Global batch: every optimizer step averages the gradients of batch_size x accumulate x world_size samples, where
 world_size is the number of processes `torchrun --nproc_per_node N [--nnodes M ...]` starts (1 without torchrun).
@@ -82,6 +84,9 @@ class TrainOptions:
     consistency_weight: float | None = None
     """Weight of the noise-consistency loss (the model config's `trajectory_consistency_weight`, stored in the
     checkpoints); None: the model's own (0 for a new model: the paper's loss)."""
+    noise_scale: float | None = None
+    """Factor on the anchor noise (the model config's `diffusion.noise_scale`, stored in the checkpoints: the model
+    trains and plans with it); None: the model's own (1 for a new model: the paper's)."""
     anchors: str | None = None
     """K-means anchors (.npy, (num_modes, num_poses, 2)); None: --init's, else K-means over the dataset's futures."""
     epochs: int = 10
@@ -126,9 +131,9 @@ class TrainOptions:
                 raise ValueError(f"{name} must be None or an int >= {minimum}, got {value!r}")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {self.workers!r}")
-        for name in ("lr", "weight_decay", "grad_clip", "consistency_weight"):
+        for name in ("lr", "weight_decay", "grad_clip", "consistency_weight", "noise_scale"):
             value = getattr(self, name)
-            if value is None and name == "consistency_weight":
+            if value is None and name in ("consistency_weight", "noise_scale"):
                 continue
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -233,6 +238,7 @@ def initial_model(dataset: TrajectoryDataset, options: TrainOptions) -> tuple[Di
         config = load_model_config(options.model or ("navsim" if options.init else "compact"))
     if options.consistency_weight is not None:
         config = dataclasses.replace(config, trajectory_consistency_weight=float(options.consistency_weight))
+    config = config.with_noise_scale(options.noise_scale)
     check_dataset_fits(dataset.spec, config, dataset.root)
 
     if options.anchors:
@@ -531,6 +537,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--consistency-weight", type=float, help="weight of an L1 between the poses decoded from two "
                         "noise draws, which teaches the decoder to cancel the anchor noise (default: the model's; 0 "
                         "for a new model, the paper's loss)")
+    parser.add_argument("--noise-scale", type=float, help="factor on the anchor noise, stored with the model, which "
+                        "then plans with it too (default: the model's; 1 for a new model, the paper's)")
     parser.add_argument("--anchors", help="anchors .npy (default: --init's, else K-means over the dataset's futures)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help=f"passes over the dataset {default('epochs')}")

@@ -203,6 +203,27 @@ def test_consistency_weight_is_stored_with_the_model_and_kept_by_fine_tuning(tin
     assert "consistency_weight must be a finite number >= 0, got -1.0" in capsys.readouterr().err
 
 
+def test_noise_scale_is_stored_with_the_model_and_kept_by_fine_tuning(tiny, tmp_path, capsys):
+    def run(name, *extra):
+        return cli.main(["train", str(tiny[0]), "--out", str(tmp_path / name), "--steps", "1", "--batch-size", "2",
+                         "--workers", "0", *extra])
+
+    def scale(name):
+        return load_checkpoint(tmp_path / name / "last.pt")[1].diffusion.noise_scale
+
+    assert run("paper", "--model", str(tiny[1])) == 0
+    assert scale("paper") == 1.0
+    assert run("steady", "--init", str(tmp_path / "paper" / "last.pt"), "--noise-scale", "0") == 0
+    assert scale("steady") == 0.0
+    planner = Planner.from_checkpoint(tmp_path / "steady" / "last.pt", device="cpu")
+    assert planner.model.config.diffusion.noise_scale == 0.0
+    assert run("kept", "--init", str(tmp_path / "steady" / "last.pt")) == 0
+    assert scale("kept") == 0.0
+    capsys.readouterr()
+    assert run("negative", "--model", str(tiny[1]), "--noise-scale", "-1") == 1
+    assert "noise_scale must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
 def test_reset_head_keeps_the_backbone_and_anchors_of_init(tiny, tmp_path):
     train(tiny[0], tmp_path / "base", options(tiny, steps=1))
     base = torch.load(tmp_path / "base" / "last.pt", weights_only=True)["state_dict"]
