@@ -382,7 +382,10 @@ def run(args: argparse.Namespace) -> int:
     note = large_data_note(player.plans)
     if note:
         print(note, file=sys.stderr)
-    signal.signal(signal.SIGTERM, lambda *_: player.stop())
+    # Ctrl-C and SIGTERM only set the stop flag, which the loop checks at least every POLL_S. A KeyboardInterrupt
+    # lands wherever the main thread is, inside rclpy's calls too, and the player then once hung on its way out.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: player.stop())
     print(f"playing {args.bag} ({len(player.plans)} topics) at rate {options.rate}", flush=True)
     print(player.play().format(), flush=True)
     return 0
