@@ -145,7 +145,7 @@ class DiffusionConfig:
     """Training noises the anchors to a timestep drawn from [0, train_max_timestep)."""
     noise_scale: float = 1.0
     """Factor on the anchor noise, in training and at inference: 1 is the paper's; below 1 keeps modes nearer their
-    anchors, and a model plans best with the noise it was trained with."""
+    anchors."""
 
     def __post_init__(self) -> None:
         _check_int(self, "num_train_timesteps")

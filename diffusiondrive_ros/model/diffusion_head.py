@@ -186,6 +186,13 @@ class TrajectoryHead(nn.Module):
         shape = (batch,) + tuple(self.plan_anchor.shape)
         return torch.randn(shape, generator=generator, device=_draw_device(generator, device)).to(device)
 
+    def _noised_anchors(self, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The normalised anchors noised to `timesteps` with `noise` x noise_scale, in training as at inference."""
+        anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(len(timesteps), -1, -1, -1),
+                               self.config.normalization)
+        noise = noise.to(device=anchors.device, dtype=anchors.dtype) * self.config.diffusion.noise_scale
+        return self.scheduler.add_noise(anchors, noise, timesteps)
+
     @staticmethod
     def _modes(poses: torch.Tensor, scores: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every mode, its score and the best one (argmax of the raw score logits)."""
@@ -206,10 +213,8 @@ class TrajectoryHead(nn.Module):
         diffusion = self.config.diffusion
         if noise is None:
             noise = self.draw_noise(b, device, generator)
-        anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1), self.config.normalization)
         truncation = torch.full((b,), diffusion.truncation_step, dtype=torch.long, device=device)
-        noise = noise.to(device=device, dtype=anchors.dtype) * diffusion.noise_scale
-        sample = self.scheduler.add_noise(anchors, noise, truncation)
+        sample = self._noised_anchors(noise, truncation)
         bev_values = self.diff_decoder.project(bev_feature)
         step_poses = []
         for t in self.scheduler.inference_timesteps(diffusion.inference_steps, diffusion.inference_step_span):
@@ -239,9 +244,7 @@ class TrajectoryHead(nn.Module):
         b, device = ego_query.shape[0], ego_query.device
         timesteps = torch.randint(0, self.config.diffusion.train_max_timestep, (b,), generator=generator,
                                   device=_draw_device(generator, device)).to(device)
-        anchors = normalize_xy(self.plan_anchor.unsqueeze(0).expand(b, -1, -1, -1), self.config.normalization)
-        scale = self.config.diffusion.noise_scale
-        noisy = torch.cat([self.scheduler.add_noise(anchors, self.draw_noise(b, device, generator) * scale, timesteps)
+        noisy = torch.cat([self._noised_anchors(self.draw_noise(b, device, generator), timesteps)
                            for _ in range(noise_draws)])
         points = denormalize_xy(noisy.clamp(-1, 1), self.config.normalization)
         bev_values = [values.repeat(noise_draws, *(1,) * (values.ndim - 1))
