@@ -21,7 +21,6 @@ from pathlib import Path
 
 from . import node_bench_sensors as sensors
 from .node_bench_report import MIB, format_summary, match_paths, summarize, summary_dict
-from .ros.params import write_params_file
 from .tools.processes import interrupt
 
 SOAK_RATE_HZ = 20.0
@@ -223,6 +222,8 @@ class Run:
     """The three processes of one benchmark run and what this process samples while they run."""
 
     def __init__(self, config: NodeBenchConfig, workdir: Path):
+        from .ros.params import write_params_file  # here, so that the in-process benchmarks run without ROS 2
+
         self.config, self.workdir = config, workdir
         self.prefix = f"/diffusiondrive_bench_{os.getpid()}"
         self.params_file = write_params_file(workdir / "params.yaml", node_parameters(config))
@@ -339,7 +340,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "seeded weights of the official NAVSIM configuration)")
     group.add_argument("--precision", default="fp32", help="node precision parameter: fp32, fp16 or bf16")
     group.add_argument("--compile", default="", metavar="MODE",
-                       help="node compile parameter: '' off, default, reduce-overhead (CUDA graphs), max-autotune")
+                       help="compile mode: '' off, default, reduce-overhead (CUDA graphs), max-autotune; the node's "
+                            "parameter with --node, else a row of the reference plan compiled against eager")
     group.add_argument("--baseline-frames", type=int, default=NodeBenchConfig.baseline_frames,
                        help="frames planned in-process for the baseline")
     group.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE as JSON")

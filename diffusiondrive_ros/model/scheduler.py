@@ -18,10 +18,10 @@ class TruncatedDDIMScheduler:
         betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
         self.num_train_timesteps = num_train_timesteps
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-        self.final_alpha_cumprod = torch.tensor(1.0)
-
-    def alpha_cumprod(self, timestep: int) -> torch.Tensor:
-        return self.alphas_cumprod[timestep] if timestep >= 0 else self.final_alpha_cumprod
+        alphas = torch.cat([self.alphas_cumprod, torch.ones(1)])  # index -1: the final alpha (set_alpha_to_one)
+        # sqrt(alpha_bar) and sqrt(1 - alpha_bar) per timestep, in float32 as diffusers
+        # computes them, kept as Python numbers so that a compiled step bakes them in (no CPU tensor in a GPU graph)
+        self._roots = list(zip((alphas**0.5).tolist(), ((1 - alphas) ** 0.5).tolist()))
 
     def add_noise(self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """q(x_t | x_0) for a batch of timesteps (one per leading-axis element)."""
@@ -31,11 +31,11 @@ class TruncatedDDIMScheduler:
 
     def step(self, predicted_clean: torch.Tensor, timestep: int, sample: torch.Tensor) -> torch.Tensor:
         """One DDIM step from `timestep` to `timestep - 1` given the predicted clean sample."""
-        alpha_t = self.alpha_cumprod(timestep)
-        alpha_prev = self.alpha_cumprod(timestep - 1)
-        epsilon = (sample - alpha_t**0.5 * predicted_clean) / (1 - alpha_t) ** 0.5
+        root_t, root_rest_t = self._roots[timestep]
+        root_prev, root_rest_prev = self._roots[timestep - 1]
+        epsilon = (sample - root_t * predicted_clean) / root_rest_t
         clean = predicted_clean.clamp(-1.0, 1.0)
-        return alpha_prev**0.5 * clean + (1 - alpha_prev) ** 0.5 * epsilon
+        return root_prev * clean + root_rest_prev * epsilon
 
     @staticmethod
     def inference_timesteps(steps: int, span: int) -> list[int]:

@@ -119,6 +119,22 @@ def test_scheduler_alphas_equal_diffusers_values():
     assert TruncatedDDIMScheduler.inference_timesteps(2, 20) == [10, 0]
 
 
+@pytest.mark.parametrize("timestep", [10, 0])
+def test_ddim_step_is_bit_equal_to_diffusers_tensor_formula(timestep):
+    """The step's coefficients are Python numbers (so a compiled step on a GPU reads no CPU tensors) and still
+    give diffusers' float32 result bit for bit: its formula written out with 0-dim float32 alpha tensors."""
+    from diffusiondrive_ros.model.scheduler import TruncatedDDIMScheduler
+
+    scheduler = TruncatedDDIMScheduler()
+    generator = torch.Generator().manual_seed(timestep)
+    clean, sample = (torch.randn(2, 20, 8, 2, generator=generator) * 1.5 for _ in range(2))
+    alpha_t = scheduler.alphas_cumprod[timestep]
+    alpha_prev = scheduler.alphas_cumprod[timestep - 1] if timestep > 0 else torch.tensor(1.0)
+    epsilon = (sample - alpha_t**0.5 * clean) / (1 - alpha_t) ** 0.5
+    expected = alpha_prev**0.5 * clean.clamp(-1.0, 1.0) + (1 - alpha_prev) ** 0.5 * epsilon
+    assert torch.equal(scheduler.step(clean, timestep, sample), expected)
+
+
 def test_seeded_weights_equal_reference_rule(parity_model):
     """Our weight rule gives the reference script's tensors: per-key digests of them stored in test/data."""
     digest = np.load(DATA / "weight_rule_digest.npz")
