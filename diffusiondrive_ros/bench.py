@@ -189,19 +189,19 @@ def bench_device_paths(repeats: int, device: str, reference: str, compile_mode: 
     difference from fp32, and on CUDA the peak GPU memory."""
     from .model.variants import load_model_config
     from .model.weights import seeded_model
-    from .planner import Planner, frame_generator
+    from .planner import Planner, frame_generator, resolve_device
 
+    where = resolve_device(device).type
+    if where != "cuda" and not compile_mode:
+        return [], []
     model = seeded_model(load_model_config(reference), 0)
     planners = {"fp32": Planner(model, device=device)}
-    where = planners["fp32"].device.type
     if where == "cuda":
         planners.update({p: Planner(model, device=device, precision=p) for p in ("fp16", "bf16")})
     precision = "fp16" if where == "cuda" else "fp32"
     if compile_mode:
         planners["compiled"] = Planner(model, device=device, precision=precision, compile=compile_mode)
         planners["compiled"].warm_up()
-    if len(planners) == 1:
-        return [], []
     frame = full_rig_frame()
     inputs = {name: p.build_inputs(frame["cameras"], frame["points"], frame["velocity"], frame["acceleration"],
                                    frame["command"]) for name, p in planners.items()}

@@ -19,8 +19,8 @@ class TruncatedDDIMScheduler:
         self.num_train_timesteps = num_train_timesteps
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         alphas = torch.cat([self.alphas_cumprod, torch.ones(1)])  # index -1: the final alpha (set_alpha_to_one)
-        # sqrt(alpha_bar) and sqrt(1 - alpha_bar) per timestep, in float32 as diffusers
-        # computes them, kept as Python numbers so that a compiled step bakes them in (no CPU tensor in a GPU graph)
+        # sqrt(alpha_bar) and sqrt(1 - alpha_bar) per timestep, in float32 as diffusers computes them, kept as Python
+        # numbers so that a compiled step bakes them in (no CPU tensor in a GPU graph)
         self._roots = list(zip((alphas**0.5).tolist(), ((1 - alphas) ** 0.5).tolist()))
 
     def add_noise(self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
