@@ -231,6 +231,9 @@ class DiffusionDriveConfig:
     """Weight of the L1 pose regression loss."""
     trajectory_consistency_weight: float = 0.0
     """Weight of `loss.noise_consistency_loss` (training decodes two noise draws); 0: the paper's loss, one draw."""
+    trajectory_anchoring_weight: float = 0.0
+    """Weight of `loss.mode_anchoring_loss` (the modes other than the positive one stay near their anchors); 0: the
+    paper's loss."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.variant, str) or not self.variant:
@@ -250,7 +253,8 @@ class DiffusionDriveConfig:
         _check_float(self, "lidar_max_x", 0.0, low_open=True)
         if self.lidar_max_y != self.lidar_max_x:
             _fail(self, "lidar_max_y", f"equal to lidar_max_x ({self.lidar_max_x}, square cells)", self.lidar_max_y)
-        for name in ("trajectory_cls_weight", "trajectory_reg_weight", "trajectory_consistency_weight"):
+        for name in ("trajectory_cls_weight", "trajectory_reg_weight", "trajectory_consistency_weight",
+                     "trajectory_anchoring_weight"):
             _check_float(self, name, 0.0)
 
     @property

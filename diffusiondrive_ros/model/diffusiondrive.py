@@ -114,6 +114,7 @@ class DiffusionDrive(nn.Module):
                     self.config.trajectory_reg_weight,
                     traj.get("second_draw_layer_outputs"),
                     consistency,
+                    self.config.trajectory_anchoring_weight,
                 )
         else:
             traj = head.forward_test(*queries, noise=noise, generator=generator)

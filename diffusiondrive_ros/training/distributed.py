@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -84,15 +84,21 @@ class GlobalBatchSampler(Sampler[list[int]]):
     with the same index j, make up a step for any world_size x accumulate of the same product: one process
     accumulating 2 micro-batches computes what 2 processes compute (DistributedSampler, which deals samples to ranks
     in turn, cannot give that). The last G-incomplete part of each epoch is dropped; the next epoch reshuffles.
+    With `weights` (one per sample, e.g. `balance.balance_weights`) an epoch's order is instead num_samples draws
+    with replacement in proportion to them, from the same seeded generator, so every process still cuts one order.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, accumulate: int, rank: int, world_size: int, seed: int):
+    def __init__(self, num_samples: int, batch_size: int, accumulate: int, rank: int, world_size: int, seed: int,
+                 weights: Sequence[float] | None = None):
         self.global_batch = batch_size * accumulate * world_size
         if num_samples < self.global_batch:
             raise ValueError(f"the dataset holds {num_samples} frames, fewer than one global batch of "
                              f"{self.global_batch} (batch size {batch_size} x accumulate {accumulate} x "
                              f"{world_size} processes)")
+        if weights is not None and len(weights) != num_samples:
+            raise ValueError(f"{len(weights)} sampling weights for {num_samples} samples")
         self.num_samples = num_samples
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.batch_size = batch_size
         self.accumulate = accumulate
         self.rank = rank
@@ -113,8 +119,11 @@ class GlobalBatchSampler(Sampler[list[int]]):
         return self.rank * self.accumulate + accumulation_step
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        order = order.tolist()
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.weights is None:
+            order = torch.randperm(self.num_samples, generator=generator).tolist()
+        else:
+            order = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist()
         for step in range(self.first_step, self.steps_per_epoch):
             for accumulation_step in range(self.accumulate):
                 start = step * self.global_batch + self.micro_batch_index(accumulation_step) * self.batch_size

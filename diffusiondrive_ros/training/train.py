@@ -54,6 +54,7 @@ from ..model.checkpoint import CheckpointError, check_compatible, load_checkpoin
 from ..model.loss import trajectory_loss
 from ..planner import PRECISIONS, resolve_device
 from .anchor_clustering import AnchorClusteringConfig, cluster_anchors
+from .balance import balance_weights, format_manoeuvres, manoeuvre
 from .dataset import DatasetSpec, TrajectoryDataset
 from .distributed import Distributed, GlobalBatchSampler, distributed
 from .ema import ExponentialMovingAverage
@@ -84,11 +85,17 @@ class TrainOptions:
     consistency_weight: float | None = None
     """Weight of the noise-consistency loss (the model config's `trajectory_consistency_weight`, stored in the
     checkpoints); None: the model's own (0 for a new model: the paper's loss)."""
+    anchoring_weight: float | None = None
+    """Weight of the mode-anchoring loss (the model config's `trajectory_anchoring_weight`, stored in the
+    checkpoints); None: the model's own (0 for a new model: the paper's loss)."""
     noise_scale: float | None = None
     """Factor on the anchor noise (the model config's `diffusion.noise_scale`, stored in the checkpoints: the model
     trains and plans with it); None: the model's own (1 for a new model: the paper's)."""
     anchors: str | None = None
     """K-means anchors (.npy, (num_modes, num_poses, 2)); None: --init's, else K-means over the dataset's futures."""
+    balance: float = 0.0
+    """Draw frames by the kind of their future (`balance.manoeuvre`: standing, halting, left, right, straight) with
+    weight count(kind) ** -balance; 0: the uniform shuffle (the paper's), 1: every kind equally often."""
     epochs: int = 10
     """Passes over the dataset (ignored when `steps` is set)."""
     steps: int | None = None
@@ -131,9 +138,10 @@ class TrainOptions:
                 raise ValueError(f"{name} must be None or an int >= {minimum}, got {value!r}")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {self.workers!r}")
-        for name in ("lr", "weight_decay", "grad_clip", "consistency_weight", "noise_scale"):
+        for name in ("lr", "weight_decay", "grad_clip", "consistency_weight", "anchoring_weight", "noise_scale",
+                     "balance"):
             value = getattr(self, name)
-            if value is None and name in ("consistency_weight", "noise_scale"):
+            if value is None and name in ("consistency_weight", "anchoring_weight", "noise_scale"):
                 continue
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -196,7 +204,8 @@ def batch_losses(model: nn.Module, batch: dict[str, torch.Tensor], seed: int, an
     others = [p.float() for p, _ in out.get("second_draw_layer_outputs", ())] or [None] * len(out["layer_outputs"])
     return torch.stack([
         trajectory_loss(poses.float(), scores.float(), batch["target"], anchors, config.trajectory_cls_weight,
-                        config.trajectory_reg_weight, other, config.trajectory_consistency_weight)
+                        config.trajectory_reg_weight, other, config.trajectory_consistency_weight,
+                        config.trajectory_anchoring_weight)
         for (poses, scores), other in zip(out["layer_outputs"], others)
     ])
 
@@ -238,6 +247,8 @@ def initial_model(dataset: TrajectoryDataset, options: TrainOptions) -> tuple[Di
         config = load_model_config(options.model or ("navsim" if options.init else "compact"))
     if options.consistency_weight is not None:
         config = dataclasses.replace(config, trajectory_consistency_weight=float(options.consistency_weight))
+    if options.anchoring_weight is not None:
+        config = dataclasses.replace(config, trajectory_anchoring_weight=float(options.anchoring_weight))
     config = config.with_noise_scale(options.noise_scale)
     check_dataset_fits(dataset.spec, config, dataset.root)
 
@@ -329,8 +340,10 @@ class Trainer:
         self.optimizer = _optimizer(self.model, options)
         self.ema = ExponentialMovingAverage(self.model, options.ema) if options.ema else None
 
+        self.manoeuvres = [manoeuvre(future) for future in self.dataset.futures]
+        weights = balance_weights(self.manoeuvres, options.balance) if options.balance else None
         self.sampler = GlobalBatchSampler(len(self.dataset), options.batch_size, options.accumulate, dist.rank,
-                                          dist.world_size, options.seed)
+                                          dist.world_size, options.seed, weights)
         spe = self.sampler.steps_per_epoch
         self.total_steps = options.steps or options.epochs * spe
         warmup = options.warmup_steps
@@ -445,6 +458,7 @@ class Trainer:
             metadata = {"step": self.step, "total_steps": self.total_steps, "loss": loss,
                         "dataset": str(self.dataset.root), "dataset_frames": len(self.dataset),
                         "global_batch": self.sampler.global_batch, "seed": self.options.seed,
+                        "balance": self.options.balance,
                         "weights": f"EMA (decay {self.options.ema})" if self.ema is not None else "last step",
                         **self.sources}
             save_checkpoint(self.out / LAST_CHECKPOINT, shipped, self.config, **metadata)
@@ -511,6 +525,7 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
                   f"{options.batch_size} x accumulate {options.accumulate} x {dist.world_size} processes, "
                   f"{trainer.sampler.steps_per_epoch} steps/epoch, steps {trainer.step}..{trainer.total_steps} on "
                   f"{dist.device} {trainer.precision}")
+            print(f"futures: {format_manoeuvres(trainer.manoeuvres, options.balance)}")
         summary = trainer.fit()
         if dist.is_main:
             print(summary.format())
@@ -537,8 +552,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--consistency-weight", type=float, help="weight of an L1 between the poses decoded from two "
                         "noise draws, which teaches the decoder to cancel the anchor noise (default: the model's; 0 "
                         "for a new model, the paper's loss)")
+    parser.add_argument("--anchoring-weight", type=float, help="weight of an L1 between every mode but the one "
+                        "nearest the ground truth and its own anchor, which keeps the modes on their anchors' "
+                        "manoeuvres (default: the model's; 0 for a new model, the paper's loss)")
     parser.add_argument("--noise-scale", type=float, help="factor on the anchor noise, stored with the model, which "
                         "then plans with it too (default: the model's; 1 for a new model, the paper's)")
+    parser.add_argument("--balance", type=float, help="draw frames by the kind of their future (standing, halting, "
+                        "left, right, straight) with weight count(kind)^-BALANCE: 0 = uniform shuffle (default), "
+                        "1 = every kind equally often")
     parser.add_argument("--anchors", help="anchors .npy (default: --init's, else K-means over the dataset's futures)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help=f"passes over the dataset {default('epochs')}")

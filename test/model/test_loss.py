@@ -4,7 +4,13 @@ import dataclasses
 import pytest
 import torch
 
-from diffusiondrive_ros.model.loss import nearest_anchor, noise_consistency_loss, sigmoid_focal_loss, trajectory_loss
+from diffusiondrive_ros.model.loss import (
+    mode_anchoring_loss,
+    nearest_anchor,
+    noise_consistency_loss,
+    sigmoid_focal_loss,
+    trajectory_loss,
+)
 
 
 def _batch(parity_case, size=2):
@@ -97,6 +103,32 @@ def test_noise_consistency_compares_the_positions_of_every_mode():
     other[1, 7, 2, 1] = -2.0  # sample 1, mode 7, pose 2: y differs by 2 m
     # mean over 2 samples x 20 modes x 8 poses x 2 coordinates of |difference|
     torch.testing.assert_close(noise_consistency_loss(poses, other), torch.tensor((8 * 0.5 + 2.0) / 640))
+
+
+def test_mode_anchoring_measures_every_mode_but_the_positive_from_its_own_anchor():
+    anchors = torch.zeros(4, 8, 2)
+    anchors[1, :, 0] = torch.arange(1.0, 9.0)  # mode 1: straight on, 1 m a pose
+    poses = torch.cat([anchors, torch.zeros(4, 8, 1)], dim=-1)[None].repeat(2, 1, 1, 1)
+    poses[..., 2] = 3.0  # headings are not compared
+    positive = torch.tensor([2, 1])
+    assert mode_anchoring_loss(poses, anchors, positive) == 0
+    poses[0, 2, :, 1] = 5.0  # sample 0's positive mode is free to leave its anchor
+    assert mode_anchoring_loss(poses, anchors, positive) == 0
+    poses[1, 3, :, 0] = 0.6  # sample 1, mode 3 (not positive): x off by 0.6 m at every pose
+    poses[0, 1, 4, 1] = -1.6  # sample 0, mode 1 (not positive): y off by 1.6 m at one pose
+    # mean over the 6 non-positive modes of each mode's mean |error| over 8 poses x 2 coordinates
+    torch.testing.assert_close(mode_anchoring_loss(poses, anchors, positive), torch.tensor((0.3 + 0.1) / 6))
+
+
+def test_anchoring_weight_adds_the_anchoring_term_to_the_paper_loss():
+    generator = torch.Generator().manual_seed(1)
+    anchors = torch.randn(5, 8, 2, generator=generator) * 4
+    poses, scores = torch.randn(3, 5, 8, 3, generator=generator) * 4, torch.randn(3, 5, generator=generator)
+    target = torch.randn(3, 8, 3, generator=generator) * 4
+    paper = trajectory_loss(poses, scores, target, anchors)
+    positive = nearest_anchor(target, anchors)
+    torch.testing.assert_close(trajectory_loss(poses, scores, target, anchors, anchoring_weight=2.0),
+                               paper + 2.0 * mode_anchoring_loss(poses, anchors, positive))
 
 
 def _two_draws(model, batch, weight):

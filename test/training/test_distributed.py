@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from training_data import make_dataset, write_tiny_model
@@ -59,6 +60,25 @@ def test_epochs_reshuffle_like_distributed_sampler_and_resume_skips_steps():
     assert [i for batch in sampler for i in batch] != order
     with pytest.raises(ValueError, match="first_step"):
         sampler.set_epoch(0, first_step=5)
+
+
+def test_weighted_epochs_draw_in_proportion_and_split_like_the_shuffle():
+    weights = [3.0, 1.0, 0.0, 0.0]
+    one = GlobalBatchSampler(4, batch_size=2, accumulate=2, rank=0, world_size=1, seed=5, weights=weights)
+    two = [GlobalBatchSampler(4, batch_size=2, accumulate=1, rank=r, world_size=2, seed=5, weights=weights)
+           for r in range(2)]
+    drawn = []
+    for epoch in range(500):
+        for sampler in (one, *two):
+            sampler.set_epoch(epoch)
+        reference = steps(one)
+        assert [sum((steps(s)[0] for s in two), [])] == reference
+        drawn += [i for batch in reference[0] for i in batch]
+    counts = np.bincount(drawn, minlength=4)
+    assert counts[2] == counts[3] == 0  # weight 0: never drawn
+    assert counts[0] / len(drawn) == pytest.approx(0.75, abs=0.03)
+    with pytest.raises(ValueError, match="3 sampling weights for 4 samples"):
+        GlobalBatchSampler(4, batch_size=2, accumulate=1, rank=0, world_size=1, seed=0, weights=[1.0] * 3)
 
 
 def test_too_few_frames_for_one_global_batch():

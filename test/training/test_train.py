@@ -17,6 +17,7 @@ from diffusiondrive_ros.model.checkpoint import CheckpointError, load_checkpoint
 from diffusiondrive_ros.model.weights import seeded_model
 from diffusiondrive_ros.planner import Planner
 from diffusiondrive_ros.training.anchor_clustering import AnchorClusteringConfig, cluster_anchors
+from diffusiondrive_ros.training.balance import manoeuvre
 from diffusiondrive_ros.training.dataset import TrajectoryDataset
 from diffusiondrive_ros.training.distributed import Distributed
 from diffusiondrive_ros.training.train import (
@@ -184,23 +185,56 @@ def test_cli_writes_metrics_loss_curve_and_a_summary(tiny, tmp_path, capsys):
     assert cli.main(["train", str(tiny[0]), "--out", str(run), "--steps", "0"]) == 1
 
 
-def test_consistency_weight_is_stored_with_the_model_and_kept_by_fine_tuning(tiny, tmp_path, capsys):
+def test_balance_draws_each_kind_of_future_alike(tiny, tmp_path, capsys):
+    trainer = Trainer(tiny[0], tmp_path / "run", options(tiny, balance=1.0), ONE_PROCESS)
+    kinds = trainer.manoeuvres
+    assert kinds == [manoeuvre(future) for future in TrajectoryDataset(tiny[0]).futures]
+    drawn = []
+    for epoch in range(400):
+        trainer.sampler.set_epoch(epoch)
+        drawn += [kinds[i] for batch in trainer.sampler for i in batch]
+    present = sorted(set(kinds))
+    assert len(present) >= 2 and len({kinds.count(kind) for kind in present}) >= 2  # unequal counts to balance
+    for kind in present:
+        assert drawn.count(kind) / len(drawn) == pytest.approx(1 / len(present), abs=0.04)
+    run = tmp_path / "cli"
+    argv = ["train", str(tiny[0]), "--out", str(run), "--model", str(tiny[1]), "--steps", "1", "--batch-size", "2",
+            "--workers", "0", "--balance", "1"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "futures: standing" in out and "of draws)" in out
+    assert torch.load(run / "last.pt", weights_only=True)["metadata"]["balance"] == 1.0
+
+
+@pytest.mark.parametrize("flag", ["consistency", "anchoring"])
+def test_extra_loss_weights_are_stored_with_the_model_and_kept_by_fine_tuning(tiny, tmp_path, capsys, flag):
     def run(name, *extra):
         return cli.main(["train", str(tiny[0]), "--out", str(tmp_path / name), "--steps", "1", "--batch-size", "2",
                          "--workers", "0", *extra])
 
     def weight(name):
-        return load_checkpoint(tmp_path / name / "last.pt")[1].trajectory_consistency_weight
+        return getattr(load_checkpoint(tmp_path / name / "last.pt")[1], f"trajectory_{flag}_weight")
 
     assert run("paper", "--model", str(tiny[1])) == 0
     assert weight("paper") == 0.0
-    assert run("consistent", "--init", str(tmp_path / "paper" / "last.pt"), "--consistency-weight", "2") == 0
-    assert weight("consistent") == 2.0
-    assert run("kept", "--init", str(tmp_path / "consistent" / "last.pt")) == 0
+    assert run("weighted", "--init", str(tmp_path / "paper" / "last.pt"), f"--{flag}-weight", "2") == 0
+    assert weight("weighted") == 2.0
+    assert run("kept", "--init", str(tmp_path / "weighted" / "last.pt")) == 0
     assert weight("kept") == 2.0
     capsys.readouterr()
-    assert run("negative", "--model", str(tiny[1]), "--consistency-weight", "-1") == 1
-    assert "consistency_weight must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+    assert run("negative", "--model", str(tiny[1]), f"--{flag}-weight", "-1") == 1
+    assert f"{flag}_weight must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_anchoring_weight_enters_the_training_loss(tiny, tmp_path):
+    trainer = Trainer(tiny[0], tmp_path, options(tiny), ONE_PROCESS)
+    batch = torch.utils.data.default_collate([trainer.dataset[i] for i in range(4)])
+    trainer.model.train()
+    with torch.no_grad():
+        paper = batch_losses(trainer.model, batch, 7, trainer.model.anchors, trainer.config)
+        anchored = batch_losses(trainer.model, batch, 7, trainer.model.anchors,
+                                dataclasses.replace(trainer.config, trajectory_anchoring_weight=3.0))
+    assert (anchored > paper).all()  # every cascade layer: the random decoder's modes are off their anchors
 
 
 def test_noise_scale_is_stored_with_the_model_and_kept_by_fine_tuning(tiny, tmp_path, capsys):
