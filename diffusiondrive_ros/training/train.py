@@ -210,6 +210,16 @@ def batch_losses(model: nn.Module, batch: dict[str, torch.Tensor], seed: int, an
     ])
 
 
+def format_loss(config: DiffusionDriveConfig) -> str:
+    """One line for the training log: the loss terms and anchor noise the model trains with (kept by fine-tuning)."""
+    terms = [f"focal x {config.trajectory_cls_weight:g}", f"L1 x {config.trajectory_reg_weight:g}"]
+    if config.trajectory_consistency_weight:
+        terms.append(f"noise consistency x {config.trajectory_consistency_weight:g}")
+    if config.trajectory_anchoring_weight:
+        terms.append(f"mode anchoring x {config.trajectory_anchoring_weight:g}")
+    return f"{' + '.join(terms)} per cascade layer; anchor noise x {config.diffusion.noise_scale:g}"
+
+
 def check_dataset_fits(spec: DatasetSpec, config: DiffusionDriveConfig, root: Path) -> None:
     """Raise a ValueError naming every input size in which the dataset and the model differ."""
     backbone = config.backbone
@@ -526,6 +536,7 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
                   f"{trainer.sampler.steps_per_epoch} steps/epoch, steps {trainer.step}..{trainer.total_steps} on "
                   f"{dist.device} {trainer.precision}")
             print(f"futures: {format_manoeuvres(trainer.manoeuvres, options.balance)}")
+            print(f"loss: {format_loss(config)}")
         summary = trainer.fit()
         if dist.is_main:
             print(summary.format())

@@ -221,7 +221,8 @@ def test_extra_loss_weights_are_stored_with_the_model_and_kept_by_fine_tuning(ti
     assert weight("weighted") == 2.0
     assert run("kept", "--init", str(tmp_path / "weighted" / "last.pt")) == 0
     assert weight("kept") == 2.0
-    capsys.readouterr()
+    term = {"consistency": "noise consistency", "anchoring": "mode anchoring"}[flag]
+    assert f"loss: focal x 10 + L1 x 8 + {term} x 2 per cascade layer; anchor noise x 1" in capsys.readouterr().out
     assert run("negative", "--model", str(tiny[1]), f"--{flag}-weight", "-1") == 1
     assert f"{flag}_weight must be a finite number >= 0, got -1.0" in capsys.readouterr().err
 
