@@ -39,15 +39,14 @@ def balance_weights(kinds: Sequence[str], power: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def format_manoeuvres(kinds: Sequence[str], power: float) -> str:
-    """One line for the training log: each kind's frames, with its share of the draws when balanced."""
+def format_manoeuvres(kinds: Sequence[str], weights: Sequence[float] | None) -> str:
+    """One line for the training log: each kind's frames, and with sampling weights its share of the draws."""
     counts = Counter(kinds)
-    shares = Counter()
-    if power:
-        for kind, weight in zip(kinds, balance_weights(kinds, power)):
-            shares[kind] += weight
+    shares: Counter[str] = Counter()
+    for kind, weight in zip(kinds, weights if weights is not None else ()):
+        shares[kind] += float(weight)
     parts = []
     for kind in MANOEUVRES:
-        drawn = f" ({counts[kind] / len(kinds):.0%} -> {shares[kind]:.0%} of draws)" if power and counts[kind] else ""
+        drawn = f" ({counts[kind] / len(kinds):.0%} -> {shares[kind]:.0%} of draws)" if shares[kind] else ""
         parts.append(f"{kind} {counts[kind]}{drawn}")
     return ", ".join(parts)

@@ -535,7 +535,7 @@ def train(data: str | Path, out: str | Path, options: TrainOptions | None = None
                   f"{options.batch_size} x accumulate {options.accumulate} x {dist.world_size} processes, "
                   f"{trainer.sampler.steps_per_epoch} steps/epoch, steps {trainer.step}..{trainer.total_steps} on "
                   f"{dist.device} {trainer.precision}")
-            print(f"futures: {format_manoeuvres(trainer.manoeuvres, options.balance)}")
+            print(f"futures: {format_manoeuvres(trainer.manoeuvres, trainer.sampler.weights)}")
             print(f"loss: {format_loss(config)}")
         summary = trainer.fit()
         if dist.is_main:

@@ -43,6 +43,6 @@ def test_power_one_draws_every_kind_equally_and_zero_uniformly():
 
 def test_log_line_gives_counts_and_shares_of_the_draws():
     kinds = ["straight"] * 3 + ["halting"]
-    assert format_manoeuvres(kinds, 0.0) == "standing 0, halting 1, left 0, right 0, straight 3"
-    assert format_manoeuvres(kinds, 1.0) == ("standing 0, halting 1 (25% -> 50% of draws), left 0, right 0, "
-                                             "straight 3 (75% -> 50% of draws)")
+    assert format_manoeuvres(kinds, None) == "standing 0, halting 1, left 0, right 0, straight 3"
+    assert format_manoeuvres(kinds, balance_weights(kinds, 1.0)) == (
+        "standing 0, halting 1 (25% -> 50% of draws), left 0, right 0, straight 3 (75% -> 50% of draws)")
