@@ -135,7 +135,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=CAMERA_WIDTH, help="camera image width in pixels")
     parser.add_argument("--height", type=int, default=CAMERA_HEIGHT, help="camera image height in pixels")
     parser.add_argument("--wait-for-subscribers", action="store_true",
-                        help="send frame 0 only once every camera, cloud and odometry topic has a subscriber")
+                        help="send frame 0 only once every camera, cloud, odometry and command topic has a subscriber "
+                             "and the node has acknowledged the latched command")
     parser.add_argument("--live-stamps", action="store_true",
                         help="stamp frame 0 with the wall-clock time it is sent at, printed as 't0_ns=...' "
                              "(not --t0-ns)")
@@ -152,6 +153,7 @@ def main() -> None:
 
     import rclpy
     from nav_msgs.msg import Odometry
+    from rclpy.duration import Duration
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CompressedImage, Image, PointCloud2
@@ -173,9 +175,11 @@ def main() -> None:
     i = 0
     camera_stopped = False
     try:
-        sensor_pubs = [*cams, cloud_pub, odom_pub]
+        sensor_pubs = [*cams, cloud_pub, odom_pub, command_pub]
         while args.wait_for_subscribers and rclpy.ok() and not all(p.get_subscription_count() for p in sensor_pubs):
             time.sleep(0.05)
+        if args.wait_for_subscribers:  # frame 0 is then planned with the latched command, not the default one
+            command_pub.wait_for_all_acked(Duration(seconds=10))
         start = time.monotonic()
         t0_ns = time.time_ns() if args.live_stamps else args.t0_ns
         if args.live_stamps:
