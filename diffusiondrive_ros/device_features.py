@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .features import CameraRigConfig, LidarBevConfig, camera_crops, check_points, status_feature
+from .features import CameraRigConfig, LidarBevConfig, camera_crops, check_points, lidar_sweeps, status_feature
 
 
 def _bin_index(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
@@ -26,11 +26,13 @@ def _bin_index(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 
 
 class DeviceFeatureBuilder:
-    """`build_features` on `device`: returns unbatched float32 tensors there (camera (3, H, W), LiDAR (1, R, R),
-    status (8,))."""
+    """`build_features` on `device`: returns unbatched float32 tensors there (camera (3, H, W), LiDAR
+    (lidar_channels, R, R), status (8,))."""
 
-    def __init__(self, camera_config: CameraRigConfig, lidar_config: LidarBevConfig, device: torch.device):
+    def __init__(self, camera_config: CameraRigConfig, lidar_config: LidarBevConfig, device: torch.device,
+                 lidar_channels: int = 1):
         self.camera_config, self.lidar_config, self.device = camera_config, lidar_config, device
+        self.lidar_channels = lidar_channels
         self._x_edges = torch.from_numpy(lidar_config.x_edges).to(device)
         self._y_edges = torch.from_numpy(lidar_config.y_edges).to(device)
         cap = lidar_config.hist_max_per_pixel
@@ -62,13 +64,15 @@ class DeviceFeatureBuilder:
         return self._levels[counts].view(1, nx, ny)
 
     def build(self, cameras: Sequence[np.ndarray], points: np.ndarray, velocity: Sequence[float],
-              acceleration: Sequence[float], command: int) -> dict[str, torch.Tensor]:
+              acceleration: Sequence[float], command: int,
+              past_points: Sequence[np.ndarray] = ()) -> dict[str, torch.Tensor]:
         """All three model inputs on the device, checked as `build_features` checks them."""
         if len(cameras) != 3:
             raise ValueError(f"cameras: expected (left, front, right), got {len(cameras)} images")
+        sweeps = lidar_sweeps(points, past_points, self.lidar_channels)
         status = status_feature(command, velocity, acceleration)
         return {
             "camera_feature": self.camera(*cameras),
-            "lidar_feature": self.lidar(points),
+            "lidar_feature": torch.cat([self.lidar(sweep) for sweep in sweeps]),
             "status_feature": torch.from_numpy(status).to(self.device),
         }

@@ -246,6 +246,29 @@ def lidar_feature(
     return out
 
 
+def lidar_sweeps_feature(
+    sweeps: Sequence[np.ndarray], config: LidarBevConfig = LidarBevConfig(), out: np.ndarray | None = None
+) -> np.ndarray:
+    """`lidar_feature` of each sweep (the current one first, then earlier ones already moved into the current ego
+    frame) as one channel each: (len(sweeps), nx, ny) float32, written into ``out`` when given."""
+    if not len(sweeps):
+        raise ValueError("lidar: expected at least the current sweep")
+    nx, ny = config.x_edges.size - 1, config.y_edges.size - 1
+    if out is None:
+        out = np.empty((len(sweeps), nx, ny), np.float32)
+    for channel, points in enumerate(sweeps):
+        lidar_feature(points, config, out=out[channel : channel + 1])
+    return out
+
+
+def lidar_sweeps(points: np.ndarray, past_points: Sequence[np.ndarray], channels: int) -> list[np.ndarray]:
+    """[current, earlier...] for a LiDAR input of `channels` sweeps; a ValueError when the earlier ones do not fill
+    it."""
+    if len(past_points) != channels - 1:
+        raise ValueError(f"past_points: the model takes {channels - 1} earlier LiDAR sweep(s), got {len(past_points)}")
+    return [points, *past_points]
+
+
 def _finite_pair(name: str, value: Sequence[float]) -> np.ndarray:
     """Two finite numbers as float64, or a ValueError naming ``name``."""
     try:
@@ -280,13 +303,15 @@ def build_features(
     command: int,
     camera_config: CameraRigConfig = CameraRigConfig(),
     lidar_config: LidarBevConfig = LidarBevConfig(),
+    past_points: Sequence[np.ndarray] = (),
 ) -> dict[str, np.ndarray]:
-    """All three model inputs (unbatched) from ``cameras`` = (left, front, right) and the other sensors."""
+    """All three model inputs (unbatched) from ``cameras`` = (left, front, right) and the other sensors;
+    ``past_points``: the earlier sweeps of a model with several LiDAR channels, in the current ego frame."""
     if len(cameras) != len(_CAMERA_NAMES):
         raise ValueError(f"cameras: expected (left, front, right), got {len(cameras)} images")
     return {
         "camera_feature": camera_feature(*cameras, config=camera_config),
-        "lidar_feature": lidar_feature(points, lidar_config),
+        "lidar_feature": lidar_sweeps_feature([points, *past_points], lidar_config),
         "status_feature": status_feature(command, velocity, acceleration),
     }
 
@@ -310,14 +335,14 @@ class FeatureBuilder:
     """
 
     def __init__(self, camera_config: CameraRigConfig = CameraRigConfig(),
-                 lidar_config: LidarBevConfig = LidarBevConfig(), pinned: bool = False):
+                 lidar_config: LidarBevConfig = LidarBevConfig(), pinned: bool = False, lidar_channels: int = 1):
         self.camera_config, self.lidar_config = camera_config, lidar_config
         out_h, out_w = camera_config.output_height, camera_config.output_width
         self._stitched = np.empty((0, 0, 3), np.uint8)  # grows to the rig's stitched size on the first frame
         self._resized = np.empty((out_h, out_w, 3), np.uint8)
         nx, ny = lidar_config.x_edges.size - 1, lidar_config.y_edges.size - 1
         self._camera = _float_buffer((out_h, out_w, 3), pinned)
-        self._lidar = _float_buffer((1, nx, ny), pinned)
+        self._lidar = _float_buffer((lidar_channels, nx, ny), pinned)
 
     def camera(self, left: np.ndarray, front: np.ndarray, right: np.ndarray) -> np.ndarray:
         """`camera_feature` of the three images as a (3, H, W) view of a reused H x W x 3 buffer."""
@@ -332,11 +357,13 @@ class FeatureBuilder:
         return self._camera.transpose(2, 0, 1)
 
     def build(self, cameras: Sequence[np.ndarray], points: np.ndarray, velocity: Sequence[float],
-              acceleration: Sequence[float], command: int) -> dict[str, np.ndarray]:
+              acceleration: Sequence[float], command: int,
+              past_points: Sequence[np.ndarray] = ()) -> dict[str, np.ndarray]:
         """All three model inputs (unbatched), as `build_features`; camera and LiDAR are views of the buffers."""
         if len(cameras) != len(_CAMERA_NAMES):
             raise ValueError(f"cameras: expected (left, front, right), got {len(cameras)} images")
-        lidar_feature(points, self.lidar_config, out=self._lidar)
+        sweeps = lidar_sweeps(points, past_points, self._lidar.shape[0])
+        lidar_sweeps_feature(sweeps, self.lidar_config, out=self._lidar)
         return {
             "camera_feature": self.camera(*cameras),
             "lidar_feature": self._lidar,

@@ -136,6 +136,7 @@ def _plan_frames(pipeline, config: NodeBenchConfig) -> list[float]:
             pipeline.sync.add_imu(imu)
         for index, msg in enumerate(cameras):
             pipeline.sync.add_camera(index, msg)
+        pipeline.sync.add_cloud(cloud)
         begin = time.perf_counter()
         pipeline.plan(pipeline.assemble(cloud))
         times.append(time.perf_counter() - begin)

@@ -63,7 +63,7 @@ class ModelInputs:
     """
 
     camera_feature: np.ndarray | torch.Tensor  # (3, H, W); tensors on the device with device features
-    lidar_feature: np.ndarray | torch.Tensor  # (1, R, R)
+    lidar_feature: np.ndarray | torch.Tensor  # (C, R, R): one channel per LiDAR sweep
     status_feature: np.ndarray | torch.Tensor  # (8,)
     _release: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -184,14 +184,16 @@ class Planner:
         # Page-locked feature buffers let the host-to-GPU copy run asynchronously (torch backend on CUDA).
         self._pinned = self.device.type == "cuda" and backend == "torch"
         self._buffers = _FeatureBuffers(
-            lambda: FeatureBuilder(self.camera_config, self.lidar_config, pinned=self._pinned))
+            lambda: FeatureBuilder(self.camera_config, self.lidar_config, pinned=self._pinned,
+                                   lidar_channels=model.config.backbone.lidar_channels))
         if device_features is None:
             device_features = self.device.type == "cuda" and backend == "torch"
         self._device_features = None
         if device_features:
             from .device_features import DeviceFeatureBuilder
 
-            self._device_features = DeviceFeatureBuilder(self.camera_config, self.lidar_config, self.device)
+            self._device_features = DeviceFeatureBuilder(self.camera_config, self.lidar_config, self.device,
+                                                         model.config.backbone.lidar_channels)
         if backend == "onnxruntime":
             self._onnx = _onnx_plan(model, onnx_path, self.device.type, threads)
         else:
@@ -256,7 +258,10 @@ class Planner:
         model = (
             f"{config.variant} ({self.num_parameters / 1e6:.1f} M parameters, "
             f"camera {camera.output_width}x{camera.output_height}, "
-            f"LiDAR {grid}x{grid} over {2 * config.lidar_max_x:g} m, {config.num_modes} modes"
+            f"LiDAR {grid}x{grid} over {2 * config.lidar_max_x:g} m"
+            + (f" x {len(config.lidar_history_s) + 1} sweeps {config.lidar_sweep_interval_s:g} s apart"
+               if config.lidar_history_s else "")
+            + f", {config.num_modes} modes"
             + ("" if config.diffusion.noise_scale == 1 else f", noise scale {config.diffusion.noise_scale:g}") + ")"
         )
         backend = self.backend if self._onnx is None else f"onnxruntime ({', '.join(self._onnx.providers)})"
@@ -301,8 +306,8 @@ class Planner:
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> PlanResult:
-        """Plan from model-ready features, unbatched: (3, H, W), (1, R, R), (8,) with the model's H, W, R (arrays, or
-        tensors on the device)."""
+        """Plan from model-ready features, unbatched: (3, H, W), (C, R, R), (8,) with the model's H, W, LiDAR channels
+        C and R (arrays, or tensors on the device)."""
         config = self.model.config
         b, lidar = config.backbone, config.backbone.lidar_resolution
         expected = {
@@ -324,16 +329,22 @@ class Planner:
             **{k: host[k] for k in AUX_OUTPUTS if k in host},
         )
 
+    @property
+    def lidar_history_s(self) -> tuple[float, ...]:
+        """How long before the current sweep each earlier sweep of `past_points` was taken (empty: one sweep)."""
+        return self.model.config.lidar_history_s
+
     def warm_up(self, frames: int | None = None) -> list[float]:
         """Plan `frames` blank frames of the rig's reference size (None: 3 when compiled, for compilation and CUDA
         graph capture, else 1) so that the first real frame runs at full speed; returns each one's seconds."""
         rig = self.camera_config
         cameras = [np.zeros((rig.reference_height, rig.reference_width, 3), np.uint8)] * 3
         points = np.zeros((1, 3), np.float32)
+        history = self.lidar_history_s
         times = []
         for _ in range(frames or (3 if self.compile else 1)):
             start = time.perf_counter()
-            self.plan(cameras, points, generator=frame_generator(0, 0))
+            self.plan(cameras, points, generator=frame_generator(0, 0), past_points=[points] * len(history))
             times.append(time.perf_counter() - start)
         return times
 
@@ -344,14 +355,16 @@ class Planner:
         velocity: Sequence[float] = (0.0, 0.0),
         acceleration: Sequence[float] = (0.0, 0.0),
         command: int = 3,
+        past_points: Sequence[np.ndarray] = (),
     ) -> ModelInputs:
         """The model inputs of one frame (arguments as `plan`) in buffers of its own, to plan with `plan_inputs`
         and then `release()`; safe to call from one thread while another plans an earlier frame."""
         if self._device_features is not None:
-            return ModelInputs(**self._device_features.build(cameras, points, velocity, acceleration, command))
+            return ModelInputs(**self._device_features.build(cameras, points, velocity, acceleration, command,
+                                                             past_points))
         builder = self._buffers.take()
         try:
-            features = builder.build(cameras, points, velocity, acceleration, command)
+            features = builder.build(cameras, points, velocity, acceleration, command, past_points)
         except BaseException:
             self._buffers.give_back(builder)
             raise
@@ -373,9 +386,12 @@ class Planner:
         command: int = 3,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
+        past_points: Sequence[np.ndarray] = (),
     ) -> PlanResult:
-        """cameras: [left, front, right] uint8 RGB (H, W, 3), any size; points (N, >=3) ego frame; command 0..3."""
-        inputs = self.build_inputs(cameras, points, velocity, acceleration, command)
+        """cameras: [left, front, right] uint8 RGB (H, W, 3), any size; points (N, >=3) ego frame; command 0..3;
+        past_points: for a model with several LiDAR channels, the sweeps `lidar_history_s` earlier, each (N, >=3)
+        in the current ego frame."""
+        inputs = self.build_inputs(cameras, points, velocity, acceleration, command, past_points)
         try:
             return self.plan_inputs(inputs, generator=generator, noise=noise)
         finally:

@@ -54,15 +54,29 @@ def test_device_lidar_bins_edge_and_invalid_points_as_numpy():
         builder.lidar(points[:, :2])
 
 
+def test_device_lidar_history_is_one_channel_per_sweep_as_on_the_host(official_frame):
+    cameras, points, velocity, acceleration, command = _args(official_frame)
+    earlier = points[::2] + np.float32(1.5)
+    builder = DeviceFeatureBuilder(CameraRigConfig(), LidarBevConfig(), torch.device("cpu"), lidar_channels=2)
+    out = builder.build(cameras, points, velocity, acceleration, command, past_points=[earlier])
+    expected = build_features(cameras, points, velocity, acceleration, command, past_points=[earlier])
+    np.testing.assert_array_equal(out["lidar_feature"].numpy(), expected["lidar_feature"])
+    assert out["lidar_feature"].shape[0] == 2 and not np.array_equal(expected["lidar_feature"][0],
+                                                                      expected["lidar_feature"][1])
+    with pytest.raises(ValueError, match=r"takes 1 earlier LiDAR sweep\(s\), got 0"):
+        builder.build(cameras, points, velocity, acceleration, command)
+
+
 def test_planner_plans_from_device_features_and_says_so(official_frame):
     host = Planner.from_checkpoint(None, device="cpu")
     device = Planner(host.model, device="cpu", device_features=True, weights_source=host.weights_source)
     assert "features: on the cpu" in device.describe() and "features: on the host" in host.describe()
-    inputs = device.build_inputs(*_args(official_frame))
+    past = [official_frame["points"][::2]] * len(host.lidar_history_s)  # the built-in model's earlier sweep
+    inputs = device.build_inputs(*_args(official_frame), past_points=past)
     assert isinstance(inputs.camera_feature, torch.Tensor)
     noise = host.model._trajectory_head.draw_noise(1, torch.device("cpu"), torch.Generator().manual_seed(0))
     on_device = device.plan_inputs(inputs, noise=noise)
-    on_host = host.plan(*_args(official_frame), noise=noise)
+    on_host = host.plan(*_args(official_frame), noise=noise, past_points=past)
     assert on_device.best_index == on_host.best_index
     assert np.abs(on_device.modes - on_host.modes).max() < 0.01  # metres: one grey level moves a plan little
     with pytest.raises(ValueError, match="device_features"):

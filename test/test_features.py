@@ -9,6 +9,7 @@ from conftest import DATA
 
 from diffusiondrive_ros.features import (
     CameraRigConfig,
+    FeatureBuilder,
     LidarBevConfig,
     build_features,
     camera_feature,
@@ -336,6 +337,25 @@ def test_build_features() -> None:
     np.testing.assert_array_equal(out["lidar_feature"], histogram_reference(cloud))
     np.testing.assert_array_equal(out["status_feature"], status_feature(1, (3.0, 0.1), (0.2, 0.0)))
     assert all(array.dtype == np.float32 for array in out.values())
+
+
+def test_lidar_sweeps_are_one_histogram_channel_each_current_first() -> None:
+    """Several sweeps (a model with a LiDAR history): channel k is the histogram of sweep k, by its definition; the
+    per-frame builder gives the same into its buffers and refuses a history of the wrong length."""
+    rng = np.random.default_rng(23)
+    cameras = [rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(3)]
+    current, earlier = random_cloud(rng, 5_000, np.float32), random_cloud(rng, 4_000, np.float32)
+    out = build_features(cameras, current, (3.0, 0.0), (0.0, 0.0), 1, past_points=[earlier])
+    expected = np.concatenate([histogram_reference(current), histogram_reference(earlier)])
+    np.testing.assert_array_equal(out["lidar_feature"], expected)
+    builder = FeatureBuilder(lidar_channels=2)
+    built = builder.build(cameras, current, (3.0, 0.0), (0.0, 0.0), 1, past_points=[earlier])
+    np.testing.assert_array_equal(built["lidar_feature"], expected)
+    for past in ([], [earlier, earlier]):
+        with pytest.raises(ValueError, match=rf"takes 1 earlier LiDAR sweep\(s\), got {len(past)}"):
+            builder.build(cameras, current, (3.0, 0.0), (0.0, 0.0), 1, past_points=past)
+    with pytest.raises(ValueError, match=r"takes 0 earlier LiDAR sweep\(s\), got 1"):
+        FeatureBuilder().build(cameras, current, (3.0, 0.0), (0.0, 0.0), 1, past_points=[earlier])
 
 
 def test_build_features_passes_configs_and_checks_camera_count() -> None:

@@ -204,6 +204,20 @@ def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
         )
 
 
+LIDAR_STEM = "_backbone.lidar_encoder.conv1.weight"
+"""The first convolution of the LiDAR branch: one input channel per LiDAR sweep."""
+
+
+def with_lidar_channels(state: Mapping[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
+    """`state` for a model whose LiDAR input has `channels` sweeps: the stem kernels of the added (earlier) sweeps
+    start at zero, so the network first computes exactly what `state` computes from the current sweep."""
+    stem = state[LIDAR_STEM]
+    if channels < stem.shape[1]:
+        raise CheckpointError(f"the checkpoint's LiDAR input has {stem.shape[1]} sweeps, more than {channels}")
+    added = stem.new_zeros(stem.shape[0], channels - stem.shape[1], *stem.shape[2:])
+    return {**state, LIDAR_STEM: torch.cat([stem, added], dim=1)}
+
+
 def load_checkpoint(
     path: str | Path, trusted: bool = False
 ) -> tuple[dict[str, torch.Tensor], DiffusionDriveConfig | None]:

@@ -58,7 +58,8 @@ class BackboneConfig:
     image_channels: int = 3
     """Channels of the camera input (RGB)."""
     lidar_channels: int = 1
-    """Channels of the LiDAR BEV input (one point-count histogram)."""
+    """Channels of the LiDAR BEV input: one point-count histogram per sweep, the current one first, then each
+    earlier sweep (TransFuser's lidar_seq_len; see DiffusionDriveConfig.lidar_sweep_interval_s)."""
     camera_height: int = 256
     """Rows of the stitched camera panorama fed to the network (a multiple of OUTPUT_STRIDE)."""
     camera_width: int = 1024
@@ -225,6 +226,9 @@ class DiffusionDriveConfig:
     """Half the extent (metres) of the LiDAR BEV grid along x; the grid is centred on the ego."""
     lidar_max_y: float = 32.0
     """Half the extent (metres) along y; equal to lidar_max_x (the grid has square cells)."""
+    lidar_sweep_interval_s: float = 0.5
+    """With several LiDAR channels, channel k holds the sweep k x this earlier, moved into the current ego frame by
+    odometry, so that standing and moving things look different; unused with one channel."""
     trajectory_cls_weight: float = 10.0
     """Weight of the focal mode-classification loss."""
     trajectory_reg_weight: float = 8.0
@@ -251,6 +255,7 @@ class DiffusionDriveConfig:
             _fail(self, "tf_d_model", f"a multiple of tf_num_head ({self.tf_num_head})", self.tf_d_model)
         _check_float(self, "tf_dropout", 0.0, 1.0)
         _check_float(self, "lidar_max_x", 0.0, low_open=True)
+        _check_float(self, "lidar_sweep_interval_s", 0.0, low_open=True)
         if self.lidar_max_y != self.lidar_max_x:
             _fail(self, "lidar_max_y", f"equal to lidar_max_x ({self.lidar_max_x}, square cells)", self.lidar_max_y)
         for name in ("trajectory_cls_weight", "trajectory_reg_weight", "trajectory_consistency_weight",
@@ -268,6 +273,11 @@ class DiffusionDriveConfig:
         return self.backbone.lidar_resolution
 
     @property
+    def lidar_history_s(self) -> tuple[float, ...]:
+        """How long before the current sweep each earlier LiDAR channel's sweep was taken (empty for one channel)."""
+        return tuple(k * self.lidar_sweep_interval_s for k in range(1, self.backbone.lidar_channels))
+
+    @property
     def lidar_pixels_per_meter(self) -> float:
         """LiDAR BEV cells per metre."""
         return self.backbone.lidar_resolution / (2 * self.lidar_max_x)
@@ -277,6 +287,12 @@ class DiffusionDriveConfig:
         if noise_scale is None:
             return self
         return DiffusionDriveConfig.from_dict({"diffusion": {"noise_scale": noise_scale}}, base=self)
+
+    def with_lidar_sweeps(self, sweeps: int | None) -> DiffusionDriveConfig:
+        """This config with `sweeps` LiDAR input channels (validated); None keeps its own."""
+        if sweeps is None:
+            return self
+        return DiffusionDriveConfig.from_dict({"backbone": {"lidar_channels": sweeps}}, base=self)
 
     def to_dict(self) -> dict[str, Any]:
         """Primitive types only (dicts, lists, str, numbers): for checkpoints, YAML and JSON."""

@@ -63,6 +63,9 @@ class SyncConfig:
     """Messages older than the newest of their topic by more than this are dropped."""
     buffer_max_bytes: int = 64 * 2**20
     """Byte budget of each topic's buffer; the oldest messages go first."""
+    lidar_history_s: tuple[float, ...] = ()
+    """How long before each cloud the earlier sweeps of a model with several LiDAR channels were taken (the model
+    config's `lidar_history_s`): the cloud nearest each, within sync_tolerance_s, joins the frame with its odometry."""
 
     def __post_init__(self) -> None:
         if self.acceleration_source not in ACCELERATION_SOURCES:
@@ -84,11 +87,21 @@ class SyncConfig:
                              f"got {self.buffer_window_s}")
         if self.buffer_max_bytes <= 0:
             raise ValueError(f"buffer_max_bytes must be positive, got {self.buffer_max_bytes}")
+        object.__setattr__(self, "lidar_history_s", tuple(float(s) for s in self.lidar_history_s))
+        if not all(s > 0 for s in self.lidar_history_s):
+            raise ValueError(f"lidar_history_s must hold positive seconds, got {self.lidar_history_s}")
 
     @property
     def odometry_window_s(self) -> float:
-        """Odometry history kept: enough to difference the matched message over the longest allowed gap."""
-        return max(self.buffer_window_s, self.odometry_tolerance_s + self.acceleration_max_gap_s)
+        """Odometry history kept: enough to difference the matched message over the longest allowed gap, and to
+        place the earliest sweep of the LiDAR history."""
+        return max(self.buffer_window_s, self.odometry_tolerance_s + self.acceleration_max_gap_s,
+                   self.cloud_window_s + self.odometry_tolerance_s)
+
+    @property
+    def cloud_window_s(self) -> float:
+        """Clouds kept for the LiDAR history (none without one)."""
+        return max(self.lidar_history_s, default=0.0) + self.sync_tolerance_s
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,18 @@ class FrameInputs:
     fallbacks: tuple[Fallback, ...] = ()
     odometry: Any = None
     """The odometry message the velocity came from (its pose places the Path in the odometry frame)."""
+    past_sweeps: tuple[PastSweep | None, ...] = ()
+    """One per `lidar_history_s`: the earlier cloud and the odometry that places it, or None when there is none
+    (a Fallback: the current sweep takes its place)."""
+
+
+@dataclass(frozen=True)
+class PastSweep:
+    """An earlier cloud of the LiDAR history and the odometry message nearest its stamp."""
+
+    cloud: Any
+    stamp_ns: int
+    odometry: Any
 
 
 class MessageBuffer:
@@ -201,6 +226,7 @@ class InputSynchronizer:
         self.cameras = [MessageBuffer(window, budget) for _ in CAMERA_NAMES]
         self.odometry = MessageBuffer(config.odometry_window_s, budget)
         self.imu = MessageBuffer(window, budget)
+        self.clouds = MessageBuffer(config.cloud_window_s, budget)
         self.command: int | None = None
         self.imu_seen = False
         self.last_cloud_ns: int | None = None
@@ -214,6 +240,12 @@ class InputSynchronizer:
         with self._lock:
             self.odometry.add(msg)
 
+    def add_cloud(self, msg: Any) -> None:
+        """Keep a cloud for the LiDAR history of later frames (a model with one LiDAR channel keeps none)."""
+        if self.config.lidar_history_s:
+            with self._lock:
+                self.clouds.add(msg)
+
     def add_imu(self, msg: Any) -> None:
         with self._lock:
             self.imu.add(msg)
@@ -224,14 +256,14 @@ class InputSynchronizer:
         latched command stays.
         """
         with self._lock:
-            for buffer in (*self.cameras, self.odometry, self.imu):
+            for buffer in (*self.cameras, self.odometry, self.imu, self.clouds):
                 buffer.clear()
             self.imu_seen = False
             self.last_cloud_ns = None
 
     def buffered_bytes(self) -> int:
         with self._lock:
-            return sum(buffer.nbytes for buffer in (*self.cameras, self.odometry, self.imu))
+            return sum(buffer.nbytes for buffer in (*self.cameras, self.odometry, self.imu, self.clouds))
 
     def _prefers_imu(self) -> bool:
         source = self.config.acceleration_source
@@ -329,4 +361,21 @@ class InputSynchronizer:
         if command is None:
             command = self.config.default_command
             fallbacks.append(Fallback("command", f"no command received: default_command {command}"))
-        return FrameInputs(stamp_ns, cloud, cameras, velocity, acceleration, command, source, tuple(fallbacks), odom)
+        past_sweeps = tuple(self._past_sweep(stamp_ns, ago, fallbacks) for ago in self.config.lidar_history_s)
+        return FrameInputs(stamp_ns, cloud, cameras, velocity, acceleration, command, source, tuple(fallbacks), odom,
+                           past_sweeps)
+
+    def _past_sweep(self, stamp_ns: int, ago_s: float, fallbacks: list[Fallback]) -> PastSweep | None:
+        """The cloud `ago_s` before `stamp_ns` (within sync_tolerance_s) with the odometry nearest it; None and a
+        Fallback when either is missing (after start-up, or a gap in the LiDAR or odometry)."""
+        tolerance = self.config.sync_tolerance_s
+        found = self.clouds.closest(stamp_ns - int(ago_s * _NS))
+        odom = found and self.odometry.closest(found[0])
+        if found is None or abs(found[0] - stamp_ns + ago_s * _NS) > tolerance * _NS:
+            why = f"no cloud within {tolerance} s of {ago_s:g} s before this one"
+        elif odom is None or abs(odom[0] - found[0]) > self.config.odometry_tolerance_s * _NS:
+            why = f"no odometry within {self.config.odometry_tolerance_s} s of the cloud {ago_s:g} s before this one"
+        else:
+            return PastSweep(found[1], found[0], odom[1])
+        fallbacks.append(Fallback("lidar_history", f"{why}: the current sweep in its place"))
+        return None

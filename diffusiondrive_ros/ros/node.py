@@ -183,6 +183,7 @@ class DiffusionDriveNode(Node):
         received = time.monotonic()
         self.clouds_received += 1
         if self._admit("pointcloud", msg):
+            self.pipeline.sync.add_cloud(msg)  # for the LiDAR history of later frames, planned or not
             self.worker.submit((msg, received))
 
     def _drop(self, item) -> None:

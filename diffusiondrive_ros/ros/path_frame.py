@@ -51,11 +51,16 @@ def odometry_pose_at(odom: Any, stamp_ns: int) -> tuple[np.ndarray, tuple[float,
     return position, orientation
 
 
+def odometry_matrix_at(odom: Any, stamp_ns: int) -> np.ndarray:
+    """4x4 odometry frame <- ego frame at `stamp_ns` (`odometry_pose_at`)."""
+    position, (w, x, y, z) = odometry_pose_at(odom, stamp_ns)
+    return homogeneous(rotation_from_quaternion(w, x, y, z), position)
+
+
 def path_in_odometry_frame(path: Path, odom: Any, stamp_ns: int) -> Path:
     """Copy of an ego-frame Path (planar poses) in `odom.header.frame_id`, placed by the pose at `stamp_ns`."""
-    position, orientation = odometry_pose_at(odom, stamp_ns)
-    w, x, y, z = orientation
-    matrix = homogeneous(rotation_from_quaternion(w, x, y, z), position)
+    _, orientation = odometry_pose_at(odom, stamp_ns)
+    matrix = odometry_matrix_at(odom, stamp_ns)
     moved = Path(header=make_header(path.header.stamp, odom.header.frame_id))
     for pose in path.poses:
         point = matrix @ np.array([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z, 1.0])

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from nav_msgs.msg import Path
@@ -19,10 +19,10 @@ from visualization_msgs.msg import MarkerArray
 from ..geometry import Extrinsic, transform_points
 from ..planner import ModelInputs, Planner, PlanResult, frame_generator
 from .conversions import ConversionError, compressed_to_rgb, image_to_rgb, pointcloud2_to_points
-from .frame_sync import CAMERA_NAMES, Fallback, FrameInputs, FrameSkipped, InputSynchronizer, SyncConfig
+from .frame_sync import CAMERA_NAMES, Fallback, FrameInputs, FrameSkipped, InputSynchronizer, PastSweep, SyncConfig
 from .markers import modes_to_markers, trajectory_to_path
 from .message_size import oversize
-from .path_frame import path_in_odometry_frame
+from .path_frame import odometry_matrix_at, path_in_odometry_frame
 
 CAMERA_TRANSPORTS = ("raw", "compressed")
 LATENCY_STAGES = ("decode", "features", "model", "publish", "end_to_end_from_receipt", "end_to_end_from_stamp")
@@ -187,7 +187,8 @@ class FramePipeline:
         self.planner = planner
         self.config = config
         self.transform_lookup = transform_lookup
-        self.sync = InputSynchronizer(config.sync)
+        history = planner.lidar_history_s if planner is not None else config.sync.lidar_history_s
+        self.sync = InputSynchronizer(replace(config.sync, lidar_history_s=history))
         self.stats = PipelineStats()
 
     def check_size(self, name: str, msg) -> None:
@@ -220,12 +221,15 @@ class FramePipeline:
 
     def cloud_to_base(self, inputs: FrameInputs) -> np.ndarray:
         """Finite cloud points (N, 3) in the base frame."""
-        cloud = inputs.cloud
+        return self._points_in_base(inputs.cloud, inputs.stamp_ns)
+
+    def _points_in_base(self, cloud, stamp_ns: int) -> np.ndarray:
+        """`cloud_to_base` of any cloud (the current one or an earlier one of the LiDAR history)."""
         self.check_size("pointcloud", cloud)
         frame = cloud.header.frame_id
         if not frame:
             raise FrameSkipped("bad_pointcloud", "pointcloud: empty header.frame_id, cannot place it in the ego frame")
-        matrix = None if frame == self.config.base_frame else self._cloud_transform(frame, inputs.stamp_ns)
+        matrix = None if frame == self.config.base_frame else self._cloud_transform(frame, stamp_ns)
         try:
             points, dropped = pointcloud2_to_points(cloud)
         except ConversionError as error:
@@ -241,6 +245,25 @@ class FramePipeline:
         except FrameSkipped as skip:
             self.stats.count_skipped(skip)
             raise
+
+    def decode_history(self, inputs: FrameInputs, points: np.ndarray) -> list[np.ndarray]:
+        """The earlier sweeps of the LiDAR history, moved into the ego frame at the cloud stamp by odometry (the
+        current `points` in place of a missing one); FrameSkipped (counted) when one cannot be decoded or placed."""
+        try:
+            return [points if past is None else self._earlier_sweep(inputs, past) for past in inputs.past_sweeps]
+        except FrameSkipped as skip:
+            self.stats.count_skipped(skip)
+            raise
+
+    def _earlier_sweep(self, inputs: FrameInputs, past: PastSweep) -> np.ndarray:
+        ago = (inputs.stamp_ns - past.stamp_ns) / 1e9
+        try:
+            points = self._points_in_base(past.cloud, past.stamp_ns)
+            now = odometry_matrix_at(inputs.odometry, inputs.stamp_ns)
+            return transform_points(points, np.linalg.solve(now, odometry_matrix_at(past.odometry, past.stamp_ns)))
+        except (FrameSkipped, ConversionError) as error:
+            detail = error.detail if isinstance(error, FrameSkipped) else str(error)
+            raise FrameSkipped("bad_lidar_history", f"the sweep {ago:.2f} s earlier: {detail}") from error
 
     def _outputs(self, inputs: FrameInputs, result: PlanResult) -> tuple[Path, MarkerArray]:
         """The Path (base or odometry frame) and markers of a checked result; PlanRejected when they cannot be
@@ -262,10 +285,11 @@ class FramePipeline:
         the model plans an earlier frame). Raises FrameSkipped for bad inputs, counted once in the stats."""
         start = time.perf_counter()
         cameras, points = self.decode(inputs)
+        past_points = self.decode_history(inputs, points)
         decoded = time.perf_counter()
         try:
             model_inputs = self.planner.build_inputs(cameras, points, inputs.velocity, inputs.acceleration,
-                                                     inputs.command)
+                                                     inputs.command, past_points)
         except ValueError as error:  # feature builders reject e.g. images too small for the crop
             skip = FrameSkipped("bad_input", str(error))
             self.stats.count_skipped(skip)

@@ -96,7 +96,11 @@ class BuildSettings:
         camera, lidar = feature_configs(model_config, rig)
         spec = DatasetSpec(camera_height=camera.output_height, camera_width=camera.output_width,
                            lidar_resolution=lidar.x_edges.size - 1, lidar_cap=lidar.hist_max_per_pixel,
-                           num_poses=model_config.num_poses, interval_s=GROUND_TRUTH_INTERVAL_S)
+                           num_poses=model_config.num_poses, interval_s=GROUND_TRUTH_INTERVAL_S,
+                           lidar_channels=model_config.backbone.lidar_channels,
+                           lidar_sweep_interval_s=model_config.lidar_sweep_interval_s)
+        sync = dataclasses.replace(pipeline.sync, lidar_history_s=model_config.lidar_history_s)
+        pipeline = dataclasses.replace(pipeline, sync=sync)
         return cls(spec, camera, lidar, pipeline, topics, every)
 
 
@@ -160,6 +164,7 @@ class _ShardFrames:
                                                      ("camera", "lidar", "status", "future", "command", "stamp_ns")}
         self.skipped: Counter = Counter()
         self.command_sources: Counter = Counter()
+        self.without_history = 0
 
     def add(self, frame: SyncedFrame) -> None:
         """Build one frame, or count why it cannot be built."""
@@ -170,12 +175,13 @@ class _ShardFrames:
             return
         try:
             cameras, points = self.pipeline.decode(inputs)
+            past_points = self.pipeline.decode_history(inputs, points)
         except FrameSkipped:  # counted in the pipeline's stats
             return
         command = inputs.command if frame.command_received else derive_command(future)
         try:
             features = build_features(cameras, points, inputs.velocity, inputs.acceleration, command,
-                                      self.settings.camera, self.settings.lidar)
+                                      self.settings.camera, self.settings.lidar, past_points)
         except ValueError:  # rejected inputs, e.g. images too small for the crop: the node skips these as well
             self.skipped["bad_input"] += 1
             return
@@ -185,6 +191,7 @@ class _ShardFrames:
         for key, value in row.items():
             self.columns[key].append(value)
         self.command_sources["recorded" if frame.command_received else "derived"] += 1
+        self.without_history += any(fallback.input == "lidar_history" for fallback in inputs.fallbacks)
 
     @property
     def command_source(self) -> str:
@@ -196,7 +203,7 @@ class _ShardFrames:
         """The shard's arrays; empty ones keep their per-frame shape."""
         spec = self.settings.spec
         shapes = {"camera": (3, spec.camera_height, spec.camera_width),
-                  "lidar": (1, spec.lidar_resolution, spec.lidar_resolution), "status": (8,),
+                  "lidar": (spec.lidar_channels, spec.lidar_resolution, spec.lidar_resolution), "status": (8,),
                   "future": (spec.num_poses, 3), "command": (), "stamp_ns": ()}
         dtypes = {"camera": np.uint8, "lidar": np.uint8, "status": np.float32, "future": np.float32,
                   "command": np.uint8, "stamp_ns": np.int64}
@@ -230,7 +237,7 @@ def build_shard(bag: Path, out: Path, settings: BuildSettings, progress: bool = 
     skipped = Counter(pipeline.stats.skipped) + shard.skipped
     info = ShardInfo(name=shard_name(bag), source=str(bag.resolve()), fingerprint=info_fingerprint,
                      frames=len(arrays["stamp_ns"]), skipped=dict(sorted(skipped.items())),
-                     command_source=shard.command_source)
+                     command_source=shard.command_source, without_history=shard.without_history)
     write_shard(out, info.name, arrays)
     write_shard_info(out, settings.spec, info)
     return ShardBuild(info, frames.clouds, time.perf_counter() - started)
@@ -263,8 +270,9 @@ class DatasetSummary:
         for build in self.built:
             info = build.info
             skipped = ", ".join(f"{reason} {count}" for reason, count in info.skipped.items()) or "none"
+            history = f"; {info.without_history} without the earlier LiDAR sweep" if info.without_history else ""
             lines.append(f"  {info.name}: {info.frames} frames from {build.clouds} clouds "
-                         f"(command {info.command_source}); skipped: {skipped}")
+                         f"(command {info.command_source}){history}; skipped: {skipped}")
         lines += [f"  up to date: {info.name} ({info.frames} frames)" for info in self.up_to_date]
         lines += [f"  error: {bag}: {error}" for bag, error in self.failed.items()]
         if self.index is None:
@@ -348,6 +356,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (created; rerun to resume or grow)")
     parser.add_argument("--model", default="compact",
                         help="model variant whose inputs to build (compact, navsim) or a model config YAML/JSON")
+    parser.add_argument("--lidar-sweeps", type=int, help="LiDAR sweeps per frame, as `train --lidar-sweeps` "
+                        "(default: the model's)")
     parser.add_argument("--workers", type=int, default=1, help="processes building bags in parallel, one bag each")
     parser.add_argument("--params-file", type=Path, help="the node's ROS params file (camera crop, sync, frames)")
     parser.add_argument("--every", type=int, default=1, help="use every N-th point cloud (default: all)")
@@ -360,7 +370,8 @@ def run(args: argparse.Namespace) -> int:
     """Build the dataset; one-line errors and exit code 1 for unusable bags, options or output folders."""
     try:
         params = load_params_file(args.params_file)
-        settings = BuildSettings.for_model(load_model_config(args.model), camera_rig(params), pipeline_config(params),
+        model_config = load_model_config(args.model).with_lidar_sweeps(args.lidar_sweeps)
+        settings = BuildSettings.for_model(model_config, camera_rig(params), pipeline_config(params),
                                            parse_topics(args.topic), args.every)
         rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         summary = build_dataset(args.bags, args.out, settings, args.workers, rank, world_size, not args.quiet)

@@ -151,6 +151,7 @@ class BagFrames:
                     self.monitor.record("command", message.timestamp_ns, message.timestamp_ns)
             elif topic == self.topics.pointcloud:
                 cloud = self._record("pointcloud", message)
+                sync.add_cloud(cloud)  # every cloud, for the LiDAR history of the frames kept
                 if self.clouds % self.every == 0:
                     self.pending.append((message, cloud))
                 self.clouds += 1

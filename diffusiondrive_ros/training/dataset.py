@@ -36,6 +36,9 @@ class DatasetSpec:
     lidar_cap: int
     num_poses: int = 8
     interval_s: float = 0.5
+    lidar_channels: int = 1
+    """LiDAR sweeps per frame: the current one, then each `lidar_sweep_interval_s` earlier (model config)."""
+    lidar_sweep_interval_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class ShardInfo:
     frames: int
     skipped: dict[str, int]
     command_source: str
+    without_history: int = 0
+    """Frames whose earlier LiDAR sweep was missing, built with the current sweep in its place (as the node plans)."""
 
 
 def encode_features(camera_feature: np.ndarray, lidar_feature: np.ndarray, lidar_cap: int) -> tuple[np.ndarray, ...]:

@@ -50,7 +50,7 @@ from tqdm import tqdm
 from ..errors import report
 from ..model import DiffusionDrive, DiffusionDriveConfig, load_model_config
 from ..model.anchors import fit_normalization, load_anchors
-from ..model.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from ..model.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint, with_lidar_channels
 from ..model.loss import trajectory_loss
 from ..planner import PRECISIONS, resolve_device
 from .anchor_clustering import AnchorClusteringConfig, cluster_anchors
@@ -93,6 +93,10 @@ class TrainOptions:
     trains and plans with it); None: the model's own (1 for a new model: the paper's)."""
     anchors: str | None = None
     """K-means anchors (.npy, (num_modes, num_poses, 2)); None: --init's, else K-means over the dataset's futures."""
+    lidar_sweeps: int | None = None
+    """LiDAR sweeps per frame (the model config's `backbone.lidar_channels`): the current one, then each
+    `lidar_sweep_interval_s` earlier. From an --init with fewer, the added sweeps' stem kernels start at zero, so
+    training starts from exactly --init's plans. None: the model's own (1 for a new model)."""
     balance: float = 0.0
     """Draw frames by the kind of their future (`balance.manoeuvre`: standing, halting, left, right, straight) with
     weight count(kind) ** -balance; 0: the uniform shuffle (the paper's), 1: every kind equally often."""
@@ -149,6 +153,8 @@ class TrainOptions:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) (0: off), got {self.ema!r}")
+        if self.lidar_sweeps is not None and (not isinstance(self.lidar_sweeps, int) or self.lidar_sweeps < 1):
+            raise ValueError(f"lidar_sweeps must be None or an int >= 1, got {self.lidar_sweeps!r}")
         if self.reset_head and not self.init:
             raise ValueError("reset_head keeps the backbone of --init: give --init")
         if self.precision not in PRECISIONS:
@@ -226,7 +232,10 @@ def check_dataset_fits(spec: DatasetSpec, config: DiffusionDriveConfig, root: Pa
     pairs = {"camera_height": (spec.camera_height, backbone.camera_height),
              "camera_width": (spec.camera_width, backbone.camera_width),
              "lidar_resolution": (spec.lidar_resolution, backbone.lidar_resolution),
+             "lidar_channels": (spec.lidar_channels, backbone.lidar_channels),
              "num_poses": (spec.num_poses, config.num_poses)}
+    if backbone.lidar_channels > 1:
+        pairs["lidar_sweep_interval_s"] = (spec.lidar_sweep_interval_s, config.lidar_sweep_interval_s)
     wrong = [f"{name} {data} vs model {model}" for name, (data, model) in pairs.items() if data != model]
     if wrong:
         raise ValueError(f"dataset {root} does not fit the {config.variant} model: {', '.join(wrong)}. Build the "
@@ -260,6 +269,8 @@ def initial_model(dataset: TrajectoryDataset, options: TrainOptions) -> tuple[Di
     if options.anchoring_weight is not None:
         config = dataclasses.replace(config, trajectory_anchoring_weight=float(options.anchoring_weight))
     config = config.with_noise_scale(options.noise_scale)
+    widened = options.lidar_sweeps is not None and options.lidar_sweeps != config.backbone.lidar_channels
+    config = config.with_lidar_sweeps(options.lidar_sweeps)
     check_dataset_fits(dataset.spec, config, dataset.root)
 
     if options.anchors:
@@ -283,6 +294,8 @@ def initial_model(dataset: TrajectoryDataset, options: TrainOptions) -> tuple[Di
     torch.manual_seed(options.seed)
     model = DiffusionDrive(config)
     if state is not None:
+        if widened:
+            state = with_lidar_channels(state, config.backbone.lidar_channels)
         check_compatible(model, state)
         if options.reset_head:
             fresh = model.state_dict()
@@ -295,6 +308,8 @@ def initial_model(dataset: TrajectoryDataset, options: TrainOptions) -> tuple[Di
     weights = f"--init {options.init}" if state is not None else f"initialised from seed {options.seed}"
     if options.reset_head:
         weights += f" (trajectory head initialised from seed {options.seed})"
+    if widened and state is not None:
+        weights += f" (LiDAR input widened to {config.backbone.lidar_channels} sweeps, the added ones at zero)"
     return model, {"initial_weights": weights, "anchors": anchor_source, "normalization": normalization_source}
 
 
@@ -566,6 +581,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchoring-weight", type=float, help="weight of an L1 between every mode but the one "
                         "nearest the ground truth and its own anchor, which keeps the modes on their anchors' "
                         "manoeuvres (default: the model's; 0 for a new model, the paper's loss)")
+    parser.add_argument("--lidar-sweeps", type=int, help="LiDAR sweeps per frame, the current one and each 0.5 s "
+                        "earlier in the current ego frame, so standing and moving things differ; from an --init with "
+                        "fewer, the added ones start at zero (default: the model's; 1 for a new model)")
     parser.add_argument("--noise-scale", type=float, help="factor on the anchor noise, stored with the model, which "
                         "then plans with it too (default: the model's; 1 for a new model, the paper's)")
     parser.add_argument("--balance", type=float, help="draw frames by the kind of their future (standing, halting, "

@@ -49,8 +49,8 @@ def config(**overrides) -> PipelineConfig:
 
 
 def low_rate_frame(pipeline: FramePipeline, cloud_index: int = 3) -> FrameInputs:
-    """Cameras at 30 Hz, odometry at 1 Hz, no IMU and no command fed to the pipeline's synchroniser; then the
-    cloud of LiDAR sweep `cloud_index` (2 Hz) is assembled."""
+    """Cameras at 30 Hz, odometry at 1 Hz, the sweeps before, no IMU and no command fed to the pipeline's
+    synchroniser; then the cloud of LiDAR sweep `cloud_index` (2 Hz) is assembled."""
     cloud_ns = T0 + int(cloud_index / LIDAR_HZ * 1e9)
     for k in range(int((cloud_ns - T0) / 1e9 * CAMERA_HZ) - 5, int((cloud_ns - T0) / 1e9 * CAMERA_HZ) + 2):
         cameras, _ = pub.frame_messages(k, "compressed", T0, rate_hz=CAMERA_HZ)
@@ -58,7 +58,10 @@ def low_rate_frame(pipeline: FramePipeline, cloud_index: int = 3) -> FrameInputs
             pipeline.sync.add_camera(index, msg)
     for j in range(int((cloud_ns - T0) / 1e9 * ODOMETRY_HZ) + 1):
         pipeline.sync.add_odometry(pub.odometry_message(j, T0, rate_hz=ODOMETRY_HZ / pub.ODOM_PER_FRAME))
+    for earlier in range(cloud_index):
+        pipeline.sync.add_cloud(pub.frame_messages(earlier, "compressed", T0, rate_hz=LIDAR_HZ)[1])
     _, cloud = pub.frame_messages(cloud_index, "compressed", T0, rate_hz=LIDAR_HZ)
+    pipeline.sync.add_cloud(cloud)
     return pipeline.assemble(cloud)
 
 

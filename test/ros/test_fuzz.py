@@ -64,11 +64,12 @@ class RecordingPlanner:
     what it was asked to plan; plans a fixed, valid result."""
 
     camera_config = RIG
+    lidar_history_s = ()
 
     def __init__(self) -> None:
         self.calls: list[Planned] = []
 
-    def build_inputs(self, cameras, points, velocity, acceleration, command) -> ModelInputs:
+    def build_inputs(self, cameras, points, velocity, acceleration, command, past_points=()) -> ModelInputs:
         features = build_features(cameras, points, velocity, acceleration, command, RIG, GRID)
         self.calls.append(Planned(tuple(cameras), points, tuple(velocity), tuple(acceleration), command))
         return ModelInputs(**features)

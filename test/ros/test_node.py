@@ -57,7 +57,9 @@ def expected_plan(i: int, t0_ns: int):
     planner = Planner.from_checkpoint(None, device="cpu", seed=SEED)
     config = PipelineConfig(camera_transport="compressed", seed=SEED, lidar_extrinsic=Extrinsic(z=pub.LIDAR_HEIGHT))
     cameras, cloud = pub.frame_messages(i, "compressed", t0_ns)
-    inputs = FrameInputs(pub.stamp_ns(i, t0_ns), cloud, tuple(cameras), (pub.SPEED, 0.0), (0.0, 0.0), 1, "odometry")
+    inputs = FrameInputs(pub.stamp_ns(i, t0_ns), cloud, tuple(cameras), (pub.SPEED, 0.0), (0.0, 0.0), 1, "odometry",
+                         odometry=pub.odometry_message(i * pub.ODOM_PER_FRAME, t0_ns),
+                         past_sweeps=pub.past_sweeps(i, planner.lidar_history_s, "compressed", t0_ns))
     return FramePipeline(planner, config).plan(inputs)
 
 

@@ -51,15 +51,16 @@ def expected_best(planner, frames: Iterable[int], t0_ns: int, transport: str = "
     for i in frames:
         cameras, cloud = pub.frame_messages(i, transport, t0_ns, height, width, SLOW_RATE_HZ)
         inputs = FrameInputs(pub.stamp_ns(i, t0_ns, SLOW_RATE_HZ), cloud, tuple(cameras), (pub.SPEED, 0.0), (0.0, 0.0),
-                             command, "odometry")
+                             command, "odometry",
+                             odometry=pub.odometry_message(i * pub.ODOM_PER_FRAME, t0_ns, rate_hz=SLOW_RATE_HZ),
+                             past_sweeps=pub.past_sweeps(i, planner.lidar_history_s, transport, t0_ns, SLOW_RATE_HZ))
         best[i] = pipeline.plan(inputs).result.best
     return best
 
 
 def assert_path_is(path, best: np.ndarray) -> None:
     """A Path's x, y and heading (yaw of its quaternions) equal the planner's best mode."""
-    poses = np.array([[p.pose.position.x, p.pose.position.y, 2 * math.atan2(p.pose.orientation.z, p.pose.orientation.w)]
-                      for p in path.poses])
+    poses = path_poses(path)
     assert path.header.frame_id == "base_link" and poses.shape == best.shape
     np.testing.assert_allclose(poses[:, :2], best[:, :2], atol=1e-3)
     np.testing.assert_allclose(np.angle(np.exp(1j * (poses[:, 2] - best[:, 2]))), 0.0, atol=1e-3)
@@ -182,3 +183,57 @@ def test_node_survives_malformed_messages(tmp_path, planner):
     # The plan after the rejected command used the one before it (1, straight), not the default (3).
     resumed = min(i for i in run.paths if i > max(broken))
     assert_path_is(run.paths[resumed], expected_best(planner, [resumed], run.t0, command=1)[resumed])
+
+
+def test_node_plans_a_two_sweep_model_with_the_sweep_half_a_second_earlier(tmp_path, planner):
+    """A model with two LiDAR sweeps: the node keeps the clouds and plans each frame with the one 0.5 s earlier
+    (the frame before, at 2 Hz), moved back by the 3 m the ego drove since; the first frame, which has none, plans
+    with the current sweep in its place and says so in /diagnostics."""
+    from diffusiondrive_ros.geometry import Extrinsic
+    from diffusiondrive_ros.model import DiffusionDrive
+    from diffusiondrive_ros.model.checkpoint import LIDAR_STEM, save_checkpoint, with_lidar_channels
+    from diffusiondrive_ros.planner import Planner, frame_generator
+    from diffusiondrive_ros.ros.frame_sync import FrameInputs
+    from diffusiondrive_ros.ros.pipeline import FramePipeline, PipelineConfig
+
+    config = planner.model.config.with_lidar_sweeps(2)
+    state = with_lidar_channels(planner.model.state_dict(), 2)
+    state[LIDAR_STEM][:, 1] = -2 * state[LIDAR_STEM][:, 0]  # so that the earlier sweep changes the plans
+    model = DiffusionDrive(config)
+    model.load_state_dict(state)
+    save_checkpoint(tmp_path / "two_sweeps.pt", model, config)
+    two = Planner.from_checkpoint(tmp_path / "two_sweeps.pt", device="cpu")
+    run = run_node(tmp_path, node_params(checkpoint=str(tmp_path / "two_sweeps.pt")), ["--duration", "30"], 4)
+
+    decode = FramePipeline(None, PipelineConfig(camera_transport="compressed",
+                                                lidar_extrinsic=Extrinsic(z=pub.LIDAR_HEIGHT))).decode
+
+    def sensors(i):
+        cameras, cloud = pub.frame_messages(i, "compressed", run.t0, rate_hz=SLOW_RATE_HZ)
+        return decode(FrameInputs(pub.stamp_ns(i, run.t0, SLOW_RATE_HZ), cloud, tuple(cameras), (0, 0), (0, 0), 1,
+                                  "odometry"))
+
+    def best(i, earlier):
+        images, points = sensors(i)
+        generator = frame_generator(SEED, pub.stamp_ns(i, run.t0, SLOW_RATE_HZ))
+        return two.plan(images, points, (pub.SPEED, 0.0), (0.0, 0.0), 1, generator=generator,
+                        past_points=[points if earlier is None else earlier]).best
+
+    planned = sorted(run.paths)[:4]
+    assert len(planned) == 4, f"planned only frames {planned}"
+    for i in planned:
+        earlier = None
+        if i > 0:
+            earlier = sensors(i - 1)[1].copy()
+            earlier[:, 0] -= pub.SPEED / SLOW_RATE_HZ  # the ego drove straight on: the world is 3 m nearer now
+        assert_path_is(run.paths[i], best(i, earlier))
+    last = planned[-1]
+    assert np.abs(best(last, None) - path_poses(run.paths[last])).max() > 0.01, "the earlier sweep changed nothing"
+    counts = planning_values(run.diagnostics[-1])
+    assert counts["frames_with_fallback_lidar_history"] == "1" and "skipped_bad_lidar_history" not in counts
+
+
+def path_poses(path) -> np.ndarray:
+    """A Path's (x, y, heading) poses."""
+    return np.array([[p.pose.position.x, p.pose.position.y, 2 * math.atan2(p.pose.orientation.z, p.pose.orientation.w)]
+                     for p in path.poses])

@@ -63,6 +63,21 @@ def cloud_points(i: int) -> np.ndarray:
     return points
 
 
+def past_sweeps(i: int, history_s: tuple[float, ...], transport: str = "compressed", t0_ns: int = T0_NS,
+                rate_hz: float = RATE_HZ) -> tuple:
+    """The earlier sweeps the node pairs with frame i for a model whose LiDAR history is `history_s`: frame
+    i - ago x rate with its odometry sample, or None before frame 0 (the node's fallback)."""
+    from diffusiondrive_ros.ros.frame_sync import PastSweep
+
+    sweeps = []
+    for ago in history_s:
+        j = i - round(ago * rate_hz)
+        sweeps.append(None if j < 0 else PastSweep(frame_messages(j, transport, t0_ns, rate_hz=rate_hz)[1],
+                                                   stamp_ns(j, t0_ns, rate_hz),
+                                                   odometry_message(j * ODOM_PER_FRAME, t0_ns, rate_hz=rate_hz)))
+    return tuple(sweeps)
+
+
 def frame_messages(i: int, transport: str = "compressed", t0_ns: int = T0_NS, height: int = CAMERA_HEIGHT,
                    width: int = CAMERA_WIDTH, rate_hz: float = RATE_HZ):
     """(camera messages, cloud message) of frame i."""

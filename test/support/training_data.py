@@ -40,11 +40,12 @@ def arc_futures(rng: np.random.Generator, frames: int, poses: int = 8, interval_
 
 
 def make_dataset(root: Path, frames: int, camera_height: int = 32, camera_width: int = 64,
-                 lidar_resolution: int = 32, seed: int = 0) -> Path:
-    """A one-shard dataset folder of random images and LiDAR counts with plausible statuses and arc futures."""
+                 lidar_resolution: int = 32, seed: int = 0, lidar_channels: int = 1) -> Path:
+    """A one-shard dataset folder of random images and LiDAR counts (`lidar_channels` sweeps) with plausible
+    statuses and arc futures."""
     rng = np.random.default_rng(seed)
     spec = DatasetSpec(camera_height=camera_height, camera_width=camera_width, lidar_resolution=lidar_resolution,
-                       lidar_cap=5)
+                       lidar_cap=5, lidar_channels=lidar_channels)
     futures = arc_futures(rng, frames)
     command = rng.integers(0, 4, frames).astype(np.uint8)
     status = np.zeros((frames, 8), np.float32)
@@ -53,7 +54,8 @@ def make_dataset(root: Path, frames: int, camera_height: int = 32, camera_width:
     status[:, 6:] = rng.normal(0.0, 0.5, (frames, 2))
     arrays = {
         "camera": rng.integers(0, 256, (frames, 3, camera_height, camera_width), dtype=np.uint8),
-        "lidar": rng.integers(0, spec.lidar_cap + 1, (frames, 1, lidar_resolution, lidar_resolution), dtype=np.uint8),
+        "lidar": rng.integers(0, spec.lidar_cap + 1, (frames, lidar_channels, lidar_resolution, lidar_resolution),
+                              dtype=np.uint8),
         "status": status, "future": futures, "command": command,
         "stamp_ns": np.arange(frames, dtype=np.int64) * 100_000_000,
     }

@@ -12,8 +12,8 @@ import pytest
 from rclpy.serialization import serialize_message
 
 from diffusiondrive_ros.cli import main
-from diffusiondrive_ros.features import build_features
-from diffusiondrive_ros.geometry import yaw_of_quaternion
+from diffusiondrive_ros.features import build_features, lidar_feature
+from diffusiondrive_ros.geometry import transform_points, yaw_of_quaternion
 from diffusiondrive_ros.model import DiffusionDrive, model_config
 from diffusiondrive_ros.planner import Planner
 from diffusiondrive_ros.ros.conversions import acceleration_from_imu, stamp_to_ns, velocity_from_odometry
@@ -131,6 +131,45 @@ def test_features_are_the_nodes(built, drive, messages):
         assert dataset.arrays["command"][index] == command
     camera, lidar = decode_features(dataset.arrays["camera"][0], dataset.arrays["lidar"][0], 5)
     assert 0 < lidar.mean() < 1 and 0.05 < camera.std()
+
+
+def test_two_sweeps_hold_the_earlier_sweep_where_the_ego_now_sees_it(drive, messages, tmp_path):
+    """`--lidar-sweeps 2`: channel 1 of each frame is the sweep 0.5 s earlier, placed by the drive's true ego poses
+    (not the odometry the builder used); the frames of the first 0.5 s, which have none, repeat the current sweep."""
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        assert main(["dataset", str(drive), "--out", str(tmp_path), "--lidar-sweeps", "2", "--quiet"]) == 0
+    spec, (shard,) = read_index(tmp_path)
+    assert (spec.lidar_channels, spec.lidar_sweep_interval_s) == (2, 0.5)
+    assert shard.without_history == 4  # the sweeps at 0-0.3 s
+    assert "10 frames from 50 clouds (command recorded); 4 without the earlier LiDAR sweep" in stdout.getvalue()
+    dataset = TrajectoryDataset(tmp_path)
+    static = StaticTransforms()
+    for message in read_bag(drive)[2]:
+        if message.topic == TOPICS.tf_static:
+            static.add_raw(message.raw)
+    pipeline = FramePipeline(None, PipelineConfig(camera_transport="compressed"),
+                             lambda frame, stamp: static.lookup("base_link", frame))
+    clouds = dict(messages[TOPICS.pointcloud])
+    scene = SyntheticScene(DRIVE)
+
+    def base_points(stamp):
+        return pipeline.cloud_to_base(FrameInputs(stamp, clouds[stamp], (None,) * 3, (0, 0), (0, 0), 3, "zero"))
+
+    with_history = 0
+    for index, stamp in enumerate(int(s) for s in dataset.arrays["stamp_ns"]):
+        lidar = dataset[index]["lidar"].numpy()
+        np.testing.assert_array_equal(lidar[0], lidar_feature(base_points(stamp), SETTINGS.lidar)[0])
+        earlier = min(clouds, key=lambda s: abs(s - stamp + 500_000_000))
+        if abs(earlier - stamp + 500_000_000) > 100_000_000:  # sync_tolerance_s
+            np.testing.assert_array_equal(lidar[1], lidar[0])
+            continue
+        with_history += 1
+        now, then = (scene.ego_state((t - DRIVE.start_time_ns) / 1e9).map_from_base() for t in (stamp, earlier))
+        moved = transform_points(base_points(earlier), np.linalg.inv(now) @ then)
+        expected = lidar_feature(moved, SETTINGS.lidar)[0]
+        assert np.count_nonzero(lidar[1] != expected) <= 2, "the earlier sweep is not where the true poses put it"
+        assert np.count_nonzero(lidar[1] != lidar[0]) > 20  # the ego moved and the traffic with it
+    assert with_history == 6  # from 0.4 s: the first sweep (0 s) is within sync_tolerance_s of 0.5 s before it
 
 
 def test_resume_skips_a_built_bag_and_a_touched_bag_is_rebuilt(built, drive, tmp_path, capsys):

@@ -206,6 +206,46 @@ def test_balance_draws_each_kind_of_future_alike(tiny, tmp_path, capsys):
     assert torch.load(run / "last.pt", weights_only=True)["metadata"]["balance"] == 1.0
 
 
+def test_lidar_sweeps_widen_init_so_that_training_starts_from_its_plans(tiny, tmp_path, capsys):
+    """`--lidar-sweeps 2` from a one-sweep --init: the earlier sweep's stem kernels start at zero, so the widened
+    model computes exactly --init's outputs whatever the earlier sweep holds; the dataset must carry two sweeps."""
+    one = train(tiny[0], tmp_path / "one", options(tiny, steps=1)).checkpoint
+    two_data = make_dataset(tmp_path / "two_data", frames=8, lidar_channels=2)
+    with pytest.raises(ValueError, match="lidar_channels 2 vs model 1"):
+        train(two_data, tmp_path / "unwidened", options(tiny, init=str(one), model=None))
+
+    widened, sources = initial_model(TrajectoryDataset(two_data), options(tiny, init=str(one), model=None,
+                                                                         lidar_sweeps=2))
+    assert widened.config.backbone.lidar_channels == 2 and widened.config.lidar_history_s == (0.5,)
+    assert "LiDAR input widened to 2 sweeps, the added ones at zero" in sources["initial_weights"]
+    original = Planner.from_checkpoint(one, device="cpu").model.eval()
+    item = TrajectoryDataset(two_data)[0]
+    camera, lidar, status = item["camera"][None], item["lidar"][None], item["status"][None]
+    noise = torch.randn(1, 4, 8, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = original(camera, lidar[:, :1], status, noise=noise)
+        for earlier in (lidar[:, 1:], torch.rand_like(lidar[:, 1:])):
+            got = widened.eval()(camera, torch.cat([lidar[:, :1], earlier], dim=1), status, noise=noise)
+            for key in ("all_poses_reg", "all_poses_cls"):
+                torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+
+    assert cli.main(["train", str(two_data), "--out", str(tmp_path / "two"), "--init", str(one), "--lidar-sweeps",
+                     "2", "--steps", "1", "--batch-size", "2", "--workers", "0"]) == 0
+    assert "(LiDAR input widened to 2 sweeps, the added ones at zero)" in capsys.readouterr().out
+    stored = load_checkpoint(tmp_path / "two" / "last.pt")[1]
+    assert stored.backbone.lidar_channels == 2
+    planner = Planner.from_checkpoint(tmp_path / "two" / "last.pt", device="cpu")
+    rng = np.random.default_rng(0)
+    cameras = [rng.integers(0, 256, (360, 960, 3), dtype=np.uint8) for _ in range(3)]
+    points = rng.uniform(-20, 20, (500, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"the model takes 1 earlier LiDAR sweep\(s\), got 0"):
+        planner.plan(cameras, points)
+    assert np.isfinite(planner.plan(cameras, points, past_points=[points]).modes).all()
+    with pytest.raises(CheckpointError, match="LiDAR input has 2 sweeps, more than 1"):
+        train(tiny[0], tmp_path / "cut", options(tiny, init=str(tmp_path / "two" / "last.pt"), model=None,
+                                                 lidar_sweeps=1))
+
+
 @pytest.mark.parametrize("flag", ["consistency", "anchoring"])
 def test_extra_loss_weights_are_stored_with_the_model_and_kept_by_fine_tuning(tiny, tmp_path, capsys, flag):
     def run(name, *extra):
