@@ -9,6 +9,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -80,6 +81,43 @@ def bench_features(repeats: int, device: str = "cpu") -> list[tuple[str, float, 
         ("point transform, 120k points", median_time(lambda: transform_points(cloud, matrix), repeats),
          median_time(lambda: cloud @ rotation.T + offset, repeats)),
     ]
+
+
+def bench_sweep_cache(repeats: int) -> list[tuple[str, float, float]]:
+    """Decoding a two-sweep frame whose earlier sweep was decoded as its own frame's current sweep, against decoding
+    it again (the pipeline without its sweep cache); needs the ROS 2 message wheels, so it is left out without them.
+    """
+    try:
+        from nav_msgs.msg import Odometry
+
+        from .ros.conversions import ns_to_stamp, xyz_to_pointcloud2
+        from .ros.frame_sync import FrameInputs, PastSweep, SyncConfig
+        from .ros.pipeline import FramePipeline, PipelineConfig
+    except ImportError:
+        return []
+    now_ns, past_ns = 10**12, 10**12 - 500_000_000
+
+    def odometry(stamp_ns: int, x: float) -> Odometry:
+        msg = Odometry()
+        msg.header.stamp, msg.header.frame_id = ns_to_stamp(stamp_ns), "odom"
+        msg.pose.pose.position.x, msg.pose.pose.orientation.w = x, 1.0
+        return msg
+    clouds = {stamp: xyz_to_pointcloud2(synthetic_cloud(120_000, seed), ns_to_stamp(stamp), "lidar")
+              for seed, stamp in enumerate((past_ns, now_ns))}
+    pipeline = FramePipeline(None, PipelineConfig(use_tf=False, sync=SyncConfig(lidar_history_s=(0.5,))))
+    inputs = FrameInputs(now_ns, clouds[now_ns], (None, None, None), (5.0, 0.0), (0.0, 0.0), 1, "zero",
+                         odometry=odometry(now_ns, 2.5),
+                         past_sweeps=(PastSweep(clouds[past_ns], past_ns, odometry(past_ns, 0.0)),))
+    past_points = pipeline.cloud_to_base(replace(inputs, stamp_ns=past_ns, cloud=clouds[past_ns]))
+
+    def decode(earlier_decoded: bool):
+        pipeline.sweeps.clear()
+        if earlier_decoded:
+            pipeline.sweeps.put(clouds[past_ns], past_ns, past_points)
+        return pipeline.decode_history(inputs, pipeline.cloud_to_base(inputs))
+    times = interleaved_medians({"cached": lambda: decode(True), "again": lambda: decode(False)}, repeats)
+    return [("LiDAR history decode, 2 sweeps x 120k points: earlier sweep cached vs decoded again", times["cached"],
+             times["again"])]
 
 
 def interleaved_medians(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -252,7 +290,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if node_bench.wanted(args):
         return node_bench.run(args)
-    rows, notes = bench_features(args.repeats, args.device), []
+    rows, notes = bench_features(args.repeats, args.device) + bench_sweep_cache(args.repeats), []
     if not args.skip_planner:
         repeats = max(2, args.repeats // 3)
         planner_rows, notes = bench_planner(repeats, args.device, args.threads, args.reference, args.compact,

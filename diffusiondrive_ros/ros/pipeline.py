@@ -23,6 +23,7 @@ from .frame_sync import CAMERA_NAMES, Fallback, FrameInputs, FrameSkipped, Input
 from .markers import modes_to_markers, trajectory_to_path
 from .message_size import oversize
 from .path_frame import odometry_matrix_at, path_in_odometry_frame
+from .sweep_cache import SweepCache
 
 CAMERA_TRANSPORTS = ("raw", "compressed")
 LATENCY_STAGES = ("decode", "features", "model", "publish", "end_to_end_from_receipt", "end_to_end_from_stamp")
@@ -189,6 +190,7 @@ class FramePipeline:
         self.transform_lookup = transform_lookup
         history = planner.lidar_history_s if planner is not None else config.sync.lidar_history_s
         self.sync = InputSynchronizer(replace(config.sync, lidar_history_s=history))
+        self.sweeps = SweepCache(self.sync.config.cloud_window_s if history else 0.0)
         self.stats = PipelineStats()
 
     def check_size(self, name: str, msg) -> None:
@@ -224,7 +226,15 @@ class FramePipeline:
         return self._points_in_base(inputs.cloud, inputs.stamp_ns)
 
     def _points_in_base(self, cloud, stamp_ns: int) -> np.ndarray:
-        """`cloud_to_base` of any cloud (the current one or an earlier one of the LiDAR history)."""
+        """`cloud_to_base` of any cloud (the current one or an earlier one of the LiDAR history), decoded once while
+        the history may still need it."""
+        points = self.sweeps.get(cloud, stamp_ns)
+        if points is None:
+            points = self._decode_cloud(cloud, stamp_ns)
+            self.sweeps.put(cloud, stamp_ns, points)
+        return points
+
+    def _decode_cloud(self, cloud, stamp_ns: int) -> np.ndarray:
         self.check_size("pointcloud", cloud)
         frame = cloud.header.frame_id
         if not frame:
@@ -341,5 +351,7 @@ class FramePipeline:
             raise
 
     def reset(self) -> None:
-        """After a backward clock jump: forget buffered inputs, acceleration history and cloud order."""
+        """After a backward clock jump: forget buffered inputs, acceleration history, cloud order and decoded
+        sweeps."""
         self.sync.reset()
+        self.sweeps.clear()

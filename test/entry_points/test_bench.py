@@ -3,6 +3,8 @@ from diffusiondrive_ros.cli import main
 
 FEATURE_CASES = ["features, 3 cameras 1920x1080 + 200k points", "features on the planner's device (cpu) vs on the host",
                  "lidar histogram, 120k points", "point transform, 120k points"]
+ROS_CASES = ["LiDAR history decode, 2 sweeps x 120k points: earlier sweep cached vs decoded again"]
+"""Cases of the node's pipeline, which need the ROS 2 message wheels."""
 
 
 def _table(out: str) -> tuple[list[str], list[str], list[str], str]:
@@ -17,7 +19,7 @@ def _table(out: str) -> tuple[list[str], list[str], list[str], str]:
 def test_bench_reports_feature_ratios_and_peak_memory(capsys):
     assert main(["bench", "--repeats", "1", "--skip-planner"]) == 0
     cases, _, notes, last = _table(capsys.readouterr().out)
-    assert cases == FEATURE_CASES and notes == []
+    assert cases == FEATURE_CASES + ROS_CASES and notes == []
     assert last.startswith("peak RSS of this run") and last.endswith(" MiB")
 
 
@@ -26,8 +28,9 @@ def test_bench_planner_rows_compare_against_the_official_eager_path(capsys):
     args = ["bench", "--repeats", "1", "--device", "cpu", "--reference", "compact", "--skip-onnx"]
     assert main(args) == 0
     cases, _, notes, _ = _table(capsys.readouterr().out)
-    assert cases == FEATURE_CASES + ["plan compact (cpu default threads): torch optimised vs official eager",
-                                     "plan compact vs compact (torch optimised)"]
+    assert cases == FEATURE_CASES + ROS_CASES + [
+        "plan compact (cpu default threads): torch optimised vs official eager",
+        "plan compact vs compact (torch optimised)"]
     [note] = notes
     assert note.startswith("plan compact, torch vs official eager: max |difference| ")
     assert float(note.split()[-2]) <= 1e-3
@@ -55,4 +58,4 @@ def test_in_process_benchmarks_run_without_ros(tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     cases, _, _, _ = _table(done.stdout)
-    assert cases == FEATURE_CASES
+    assert cases == FEATURE_CASES  # the pipeline's cases are left out

@@ -8,9 +8,10 @@ import pytest
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CompressedImage
 
-from diffusiondrive_ros.ros.conversions import ns_to_stamp, xyz_to_pointcloud2
+from diffusiondrive_ros.ros.conversions import ns_to_stamp, pointcloud2_to_points, xyz_to_pointcloud2
 from diffusiondrive_ros.ros.frame_sync import FrameSkipped, InputSynchronizer, SyncConfig
 from diffusiondrive_ros.ros.pipeline import FramePipeline, PipelineConfig
+from diffusiondrive_ros.ros.sweep_cache import SweepCache
 
 T0 = 1_000_000_000_000
 MS = 1_000_000
@@ -129,3 +130,64 @@ def test_an_earlier_sweep_that_cannot_be_decoded_skips_the_frame_and_is_counted(
     with pytest.raises(FrameSkipped, match=why):
         pipeline.decode_history(inputs, pipeline.cloud_to_base(inputs))
     assert pipeline.stats.skipped["bad_lidar_history"] == 1
+
+
+def drive_frames(pipeline, times_ms):
+    """Plan-side decoding of one frame per cloud at `times_ms` (ms from T0), the ego at 5 m/s; returns the clouds
+    by time and, per frame, the current points and the earlier sweeps."""
+    clouds, decoded = {}, []
+    for t in times_ms:
+        add_cameras(pipeline.sync, T0 + t * MS)
+        pipeline.sync.add_odometry(odometry(T0 + t * MS, x=0.005 * t, vx=5.0))
+        clouds[t] = cloud(T0 + t * MS, [[10.0 - 0.005 * t, 1.0, 1.0], [30.0, -2.0, 0.5]])
+        pipeline.sync.add_cloud(clouds[t])
+        inputs = pipeline.sync.assemble(clouds[t])
+        points = pipeline.cloud_to_base(inputs)
+        decoded.append((points, *pipeline.decode_history(inputs, points)))
+    return clouds, decoded
+
+
+def counting_decoder(monkeypatch):
+    import diffusiondrive_ros.ros.pipeline as pipeline_module
+    decoded = []
+
+    def count(msg):
+        decoded.append(msg)
+        return pointcloud2_to_points(msg)
+    monkeypatch.setattr(pipeline_module, "pointcloud2_to_points", count)
+    return decoded
+
+
+def test_each_cloud_is_decoded_once_and_its_points_serve_as_the_earlier_sweep_later(monkeypatch):
+    decoded = counting_decoder(monkeypatch)
+    pipeline = FramePipeline(None, PipelineConfig(sync=HISTORY))
+    clouds, frames = drive_frames(pipeline, range(0, 1001, 100))
+    assert decoded == list(clouds.values())  # 11 clouds, 11 decodes: none again as an earlier sweep
+    # the same frames decoded without the cache (every earlier sweep decoded again) give the same sweeps
+    uncached = FramePipeline(None, PipelineConfig(sync=HISTORY))
+    uncached.sweeps = SweepCache(0.0)
+    _, reference = drive_frames(uncached, range(0, 1001, 100))
+    assert len(decoded) == 11 + 11 + 7  # frames from 0.4 s on have an earlier sweep (within sync_tolerance_s)
+    for (points, earlier), (points_ref, earlier_ref) in zip(frames, reference):
+        np.testing.assert_array_equal(points, points_ref)
+        np.testing.assert_array_equal(earlier, earlier_ref)
+    # the last frame's earlier sweep is the cloud 0.5 s before it, seen from the current pose: 2.5 m nearer
+    np.testing.assert_allclose(frames[-1][1], [[5.0, 1.0, 1.0], [27.5, -2.0, 0.5]], atol=1e-4)
+    with pytest.raises(ValueError, match="read-only"):
+        frames[-1][0][0, 0] = 0.0  # later frames share these points: nothing may write into them
+
+
+def test_decoded_sweeps_are_kept_for_the_history_span_and_only_for_that_very_message(monkeypatch):
+    decoded = counting_decoder(monkeypatch)
+    pipeline = FramePipeline(None, PipelineConfig(sync=HISTORY))
+    clouds, _ = drive_frames(pipeline, range(0, 1001, 100))
+    kept = [t for t, msg in clouds.items() if pipeline.sweeps.get(msg, T0 + t * MS) is not None]
+    assert kept == list(range(400, 1001, 100))  # 0.5 s and sync_tolerance_s behind the newest
+    resent = cloud(T0 + 1000 * MS, [[50.0, 0.0, 1.0]])  # the same stamp, another message: decoded itself
+    assert pipeline.sweeps.get(resent, T0 + 1000 * MS) is None
+    pipeline.reset()  # a clock jump forgets them
+    assert all(pipeline.sweeps.get(msg, T0 + t * MS) is None for t, msg in clouds.items())
+    plain = FramePipeline(None, PipelineConfig(sync=SyncConfig(acceleration_source="odometry")))
+    before = len(decoded)
+    drive_frames(plain, [0, 100])
+    assert plain.sweeps.get(clouds[0], T0) is None and len(decoded) == before + 2  # a one-sweep model keeps none
