@@ -51,16 +51,20 @@ def odometry_pose_at(odom: Any, stamp_ns: int) -> tuple[np.ndarray, tuple[float,
     return position, orientation
 
 
+def _pose_matrix(position: np.ndarray, orientation: tuple[float, float, float, float]) -> np.ndarray:
+    """4x4 of a pose given as `odometry_pose_at` gives it."""
+    return homogeneous(rotation_from_quaternion(*orientation), position)
+
+
 def odometry_matrix_at(odom: Any, stamp_ns: int) -> np.ndarray:
     """4x4 odometry frame <- ego frame at `stamp_ns` (`odometry_pose_at`)."""
-    position, (w, x, y, z) = odometry_pose_at(odom, stamp_ns)
-    return homogeneous(rotation_from_quaternion(w, x, y, z), position)
+    return _pose_matrix(*odometry_pose_at(odom, stamp_ns))
 
 
 def path_in_odometry_frame(path: Path, odom: Any, stamp_ns: int) -> Path:
     """Copy of an ego-frame Path (planar poses) in `odom.header.frame_id`, placed by the pose at `stamp_ns`."""
-    _, orientation = odometry_pose_at(odom, stamp_ns)
-    matrix = odometry_matrix_at(odom, stamp_ns)
+    position, orientation = odometry_pose_at(odom, stamp_ns)
+    matrix = _pose_matrix(position, orientation)
     moved = Path(header=make_header(path.header.stamp, odom.header.frame_id))
     for pose in path.poses:
         point = matrix @ np.array([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z, 1.0])

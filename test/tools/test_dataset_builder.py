@@ -72,6 +72,16 @@ def odometry_samples(messages):
     return samples
 
 
+def node_decoder(drive) -> FramePipeline:
+    """The node's pipeline (no planner) for the drive's compressed cameras, placing clouds by its /tf_static."""
+    static = StaticTransforms()
+    for message in read_bag(drive)[2]:
+        if message.topic == TOPICS.tf_static:
+            static.add_raw(message.raw)
+    return FramePipeline(None, PipelineConfig(camera_transport="compressed"),
+                         lambda frame, stamp: static.lookup("base_link", frame))
+
+
 def test_a_frame_per_sweep_with_a_full_future(built, messages):
     out, printed = built
     spec, shards = read_index(out)
@@ -102,12 +112,7 @@ def test_futures_match_the_odometry_and_the_world(built, messages):
 def test_features_are_the_nodes(built, drive, messages):
     """Every frame equals build_features of the messages of its stamp, decoded by the node's pipeline."""
     dataset = TrajectoryDataset(built[0])
-    static = StaticTransforms()
-    for message in read_bag(drive)[2]:
-        if message.topic == TOPICS.tf_static:
-            static.add_raw(message.raw)
-    pipeline = FramePipeline(None, PipelineConfig(camera_transport="compressed"),
-                             lambda frame, stamp: static.lookup("base_link", frame))
+    pipeline = node_decoder(drive)
     planner = Planner(DiffusionDrive(model_config("compact")))  # the node's feature configs for this model
     assert (planner.camera_config, planner.lidar_config) == (SETTINGS.camera, SETTINGS.lidar)
     scene = SyntheticScene(DRIVE)
@@ -143,12 +148,7 @@ def test_two_sweeps_hold_the_earlier_sweep_where_the_ego_now_sees_it(drive, mess
     assert shard.without_history == 4  # the sweeps at 0-0.3 s
     assert "10 frames from 50 clouds (command recorded); 4 without the earlier LiDAR sweep" in stdout.getvalue()
     dataset = TrajectoryDataset(tmp_path)
-    static = StaticTransforms()
-    for message in read_bag(drive)[2]:
-        if message.topic == TOPICS.tf_static:
-            static.add_raw(message.raw)
-    pipeline = FramePipeline(None, PipelineConfig(camera_transport="compressed"),
-                             lambda frame, stamp: static.lookup("base_link", frame))
+    pipeline = node_decoder(drive)
     clouds = dict(messages[TOPICS.pointcloud])
     scene = SyntheticScene(DRIVE)
 
